@@ -1,0 +1,1 @@
+"""chipwarden runtime: models, ports, pipeline, enrichment, store and CLI."""

@@ -1,0 +1,1 @@
+"""What is judged and how: the policy engine, bundled packs and compliance data."""

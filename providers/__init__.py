@@ -1,0 +1,1 @@
+"""Where data comes from: one sub-package per cloud or log source."""
