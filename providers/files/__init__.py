@@ -1,0 +1,1 @@
+"""Static, file-based inputs: a CSV inventory of hosts the clouds cannot list."""
