@@ -1,0 +1,1 @@
+"""Bundled data files of the Kubernetes provider (label -> chip id tables)."""
