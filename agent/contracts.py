@@ -18,11 +18,13 @@ from agent.models import (
     EvaluationInput,
     ExportClassification,
     Finding,
+    FindingStatus,
     GpuInstance,
     IpIntel,
     QuarantinedRecord,
     ScopeError,
     Session,
+    Severity,
 )
 
 __all__ = [
@@ -199,4 +201,16 @@ class FindingStore(Protocol):
 
     def save_run(self, run: AuditRun) -> None: ...
 
-    def list_findings(self, **filters: Any) -> list[Finding]: ...
+    def list_findings(
+        self,
+        *,
+        status: FindingStatus | str | None = None,
+        min_severity: Severity | str | None = None,
+        policy_id: str | None = None,
+        run_id: str | None = None,
+        provider: str | None = None,
+        account: str | None = None,
+        country: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Finding]: ...

@@ -1,0 +1,1 @@
+"""Alembic migrations of the finding store, run programmatically by ``open_store``."""
