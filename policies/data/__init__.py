@@ -1,0 +1,1 @@
+"""Bundled compliance data: chip catalog and jurisdiction lists (YAML)."""

@@ -1,0 +1,1 @@
+"""Bundled policy packs (``builtin:<name>`` refers to ``<name>.yaml`` here)."""
