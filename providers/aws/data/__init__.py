@@ -1,0 +1,1 @@
+"""Data shipped with the AWS provider (the generated instance-type table)."""

@@ -1,0 +1,253 @@
+"""CloudTrail log files on disk: S3 delivery objects, JSON lists, single records, JSON Lines.
+
+One ``SessionBatch`` per file (sorted paths). A file that cannot be read (I/O error, corrupt
+gzip, invalid JSON) and a glob that matches nothing become ``ScopeError`` s; a bad record is
+quarantined with its file and position while the rest of the file is processed.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.config import ResolvedGlob, format_validation_error
+from agent.contracts import CollectContext, SessionBatch, SourceEnv
+from agent.errors import ConfigError
+from agent.models import ScopeError
+from providers.aws.collect import RecordCollector
+
+__all__ = ["CloudTrailFilesConfig", "CloudTrailFilesSource", "parse_document"]
+
+log = structlog.get_logger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+DIGEST_MARKER = "CloudTrail-Digest"
+_DIR_SUFFIXES = (".json", ".json.gz", ".jsonl", ".ndjson", ".gz")
+
+
+class CloudTrailFilesConfig(BaseModel):
+    """``type: cloudtrail-files``: glob patterns (``**`` recursive) or folders to read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["cloudtrail-files"]
+    paths: list[ResolvedGlob] = Field(min_length=1)
+
+
+class Unreadable(Exception):
+    """A whole file cannot be parsed; becomes a ScopeError with ``code`` and a hint."""
+
+    def __init__(self, code: str, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+# (position, record, reason): reason is set when the entry is not valid JSON.
+Entry = tuple[str, Any, str | None]
+
+
+def _unwrap(record: Any) -> Any:
+    """CloudWatch Events / EventBridge envelopes carry the CloudTrail record in ``detail``."""
+    if isinstance(record, dict) and "eventName" not in record:
+        detail = record.get("detail")
+        if isinstance(detail, dict):
+            return detail
+    return record
+
+
+def _decode(data: bytes) -> str:
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise Unreadable(
+                "corrupt_gzip",
+                f"corrupt gzip data: {exc}",
+                "re-download the object from the trail's S3 bucket",
+            ) from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Unreadable(
+            "bad_encoding",
+            f"not UTF-8 text: {exc}",
+            "CloudTrail files are UTF-8 JSON; check the file is a CloudTrail log",
+        ) from exc
+
+
+def _json_lines(text: str, error: json.JSONDecodeError) -> list[Entry]:
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    try:
+        if not isinstance(json.loads(first), dict):
+            raise ValueError("first line is not a JSON object")
+    except ValueError as exc:
+        raise Unreadable(
+            "invalid_json",
+            f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}",
+            "expected a CloudTrail JSON document, a JSON list of records or JSON Lines",
+        ) from exc
+    entries: list[Entry] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append((f"line {number}", _unwrap(json.loads(line)), None))
+        except json.JSONDecodeError as exc:
+            entries.append(
+                (f"line {number}", None, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            )
+    return entries
+
+
+def parse_document(data: bytes) -> list[Entry]:
+    """Records of one file (gzip detected by magic bytes): ``{"Records": [...]}``, a list, a
+    single record or JSON Lines; ``Unreadable`` when the file as a whole is not usable."""
+    text = _decode(data)
+    if not text.strip():
+        return []
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _json_lines(text, exc)
+    if isinstance(doc, dict) and "Records" in doc:
+        doc = doc["Records"]
+        if not isinstance(doc, list):
+            raise Unreadable(
+                "unsupported_shape",
+                "Records is not a list",
+                'expected the S3 delivery shape {"Records": [...]}',
+            )
+    elif isinstance(doc, dict):
+        doc = [doc]
+    if not isinstance(doc, list):
+        raise Unreadable(
+            "unsupported_shape",
+            f"top-level JSON is a {type(doc).__name__}",
+            "expected a CloudTrail JSON document, a JSON list or JSON Lines",
+        )
+    return [(f"record {i}", _unwrap(record), None) for i, record in enumerate(doc)]
+
+
+def _expand(pattern: str) -> list[Path]:
+    if os.path.isdir(pattern):
+        root = Path(pattern)
+        return [p for p in root.rglob("*") if p.is_file() and p.name.endswith(_DIR_SUFFIXES)]
+    return [Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+
+
+class CloudTrailFilesSource:
+    """CloudTrail logs from local files (an S3 sync, a Stratus capture, an export)."""
+
+    Config: ClassVar[type[BaseModel]] = CloudTrailFilesConfig
+
+    def __init__(self, *, name: str, config: CloudTrailFilesConfig) -> None:
+        self.name = name
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: Any, *, env: SourceEnv) -> Self:
+        """Build from a validated config or a raw mapping (relative globs use ``base_dir``)."""
+        if not isinstance(config, CloudTrailFilesConfig):
+            try:
+                config = CloudTrailFilesConfig.model_validate(
+                    config, context={"base_dir": env.base_dir}
+                )
+            except ValidationError as exc:
+                problems = format_validation_error(exc, name=f"source {env.name}", lines=None)
+                raise ConfigError(
+                    "\n".join(problems), hint="cloudtrail-files needs paths: [glob, ...]"
+                ) from exc
+        return cls(name=env.name, config=config)
+
+    def files(self, ctx: CollectContext) -> list[Path]:
+        """Sorted, de-duplicated files; a pattern matching nothing is a ScopeError."""
+        found: set[Path] = set()
+        for pattern in self.config.paths:
+            matched = _expand(pattern)
+            if not matched:
+                ctx.scope_error(
+                    ScopeError(
+                        source=self.name,
+                        scope=pattern,
+                        code="no_files",
+                        message="no file matches this pattern (an audit of nothing is not clean)",
+                        remediation="check the path; relative paths resolve against the config "
+                        "file's folder, and ** needs to be spelled out for sub-folders",
+                    )
+                )
+            found.update(matched)
+        return sorted(found)
+
+    def sessions(self, ctx: CollectContext) -> Iterator[SessionBatch]:
+        """One batch per file; digest files are skipped."""
+        for path in self.files(ctx):
+            if DIGEST_MARKER in str(path):
+                log.debug("cloudtrail_digest_skipped", path=str(path))
+                continue
+            batch = self._read(ctx, path)
+            if batch is not None:
+                yield batch
+
+    def _read(self, ctx: CollectContext, path: Path) -> SessionBatch | None:
+        locator = str(path)
+        try:
+            entries = parse_document(path.read_bytes())
+        except OSError as exc:
+            self._unreadable(
+                ctx,
+                locator,
+                Unreadable(
+                    "unreadable",
+                    f"cannot read: {exc.strerror or exc}",
+                    "check the file exists and is readable by this user",
+                ),
+            )
+            return None
+        except Unreadable as exc:
+            self._unreadable(ctx, locator, exc)
+            return None
+        collector = RecordCollector(
+            ctx=ctx, source=self.name, locator=locator, kind="file", filter_window=True
+        )
+        for position, record, reason in entries:
+            if reason is not None:
+                collector.add_unparsable(position=position, reason=reason)
+            else:
+                collector.add(record, position=position)
+        sessions = collector.sessions()
+        ctx.on_progress(locator, collector.read)
+        log.info(
+            "cloudtrail_file_read",
+            source=self.name,
+            path=locator,
+            read=collector.read,
+            sessions=len(sessions),
+            ignored=collector.ignored,
+            quarantined=collector.quarantined,
+        )
+        return SessionBatch(unit=locator, sessions=sessions)
+
+    def _unreadable(self, ctx: CollectContext, locator: str, exc: Unreadable) -> None:
+        ctx.scope_error(
+            ScopeError(
+                source=self.name,
+                scope=locator,
+                code=exc.code,
+                message=exc.message,
+                remediation=exc.hint,
+            )
+        )
+        ctx.on_progress(locator, 0)
+        log.warning("cloudtrail_file_unreadable", source=self.name, path=locator, code=exc.code)

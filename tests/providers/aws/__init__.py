@@ -1,0 +1,1 @@
+"""Tests for providers/aws (a package so module names never clash with other providers')."""
