@@ -26,6 +26,7 @@ __all__ = [
     "ResolvedPath",
     "format_validation_error",
     "load_config",
+    "resolve_sqlite_url",
 ]
 
 ENV_PREFIX = "CHIPWARDEN_"
@@ -135,6 +136,17 @@ def format_validation_error(
     return out
 
 
+def resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """``sqlite:///rel.db`` written in a config file is relative to that file's folder."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    rest = url[len(prefix) :]
+    if not rest or rest.startswith("/") or rest.startswith(":memory:"):
+        return url
+    return prefix + str(base_dir / rest)
+
+
 def load_config(
     path: Path | None,
     *,
@@ -153,6 +165,8 @@ def load_config(
             raise ConfigError("the config must be a mapping of keys", location=f"{path}:1")
         raw = dict(doc.data)
         base_dir = path.resolve().parent
+        if isinstance(raw.get("store"), str):
+            raw["store"] = resolve_sqlite_url(raw["store"], base_dir)
     raw = _merge(raw, _env_overrides(environ))
     raw = _merge(raw, {k: v for k, v in (overrides or {}).items() if v is not None})
     raw["base_dir"] = base_dir

@@ -59,7 +59,7 @@ class InstanceView(Frozen):
     ) -> InstanceView:
         accs = instance.accelerators if instance else session.accelerators
         return cls(
-            id=session.instance_id,
+            id=instance.instance_id if instance else session.instance_id,
             type=(instance.instance_type if instance else None) or session.instance_type,
             in_inventory=instance is not None,
             accelerators=tuple(

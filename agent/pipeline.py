@@ -1,0 +1,314 @@
+"""run_audit(): collect -> enrich -> evaluate -> store, with checkpoints and partial failure.
+
+Inventory is collected first (every source that can list instances), then sessions stream in
+batches; each batch's findings, sessions and checkpoint are committed in one transaction, so
+a checkpoint never runs ahead of the findings it covers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from agent.assembly import Plugins
+from agent.contracts import (
+    AcceleratorClassifier,
+    AuditWindow,
+    Clock,
+    CollectContext,
+    Enricher,
+    PolicyEngine,
+    SessionBatch,
+)
+from agent.errors import ChipwardenError
+from agent.inventory_index import InventoryIndex
+from agent.models import (
+    AuditRun,
+    EvaluationInput,
+    ExportClassification,
+    Finding,
+    FindingStatus,
+    GpuInstance,
+    InstanceView,
+    IpIntel,
+    RunCounts,
+    RunStatus,
+    ScopeError,
+    Session,
+    finding_id,
+)
+from agent.store import SqlStore
+
+__all__ = ["AuditResult", "Evaluator", "collect_inventory", "run_audit"]
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[str, int], None]
+FindingHook = Callable[[Finding], Finding]
+"""Applied to every new Finding before it is stored (e.g. API-managed exceptions)."""
+RunHook = Callable[[AuditRun, list[Finding]], None]
+"""Called once after the run is saved with its findings (e.g. notifiers)."""
+
+
+@dataclass
+class AuditResult:
+    """The finished run and the findings it produced or refreshed."""
+
+    run: AuditRun
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        return self.run.status is RunStatus.PARTIAL
+
+
+class Evaluator:
+    """Enrich, resolve and evaluate sessions into findings (shared by audit and the API)."""
+
+    def __init__(
+        self,
+        *,
+        engine: PolicyEngine,
+        enricher: Enricher,
+        classifier: AcceleratorClassifier,
+        inventory: InventoryIndex,
+        clock: Clock,
+        finding_hook: FindingHook | None = None,
+    ) -> None:
+        self.finding_hook = finding_hook
+        self.engine = engine
+        self.enricher = enricher
+        self.classifier = classifier
+        self.inventory = inventory
+        self.clock = clock
+        self._classes: dict[str, ExportClassification] = {}
+
+    def classify(self, models: Iterable[str]) -> dict[str, ExportClassification]:
+        out = {}
+        for model in models:
+            if model not in self._classes:
+                self._classes[model] = self.classifier.classify(model)
+            out[model] = self._classes[model]
+        return out
+
+    def inputs(self, sessions: Sequence[Session]) -> list[EvaluationInput]:
+        """Build one EvaluationInput per session (batch IP lookup)."""
+        intel = self.enricher.lookup([s.source_ip for s in sessions])
+        items = []
+        for session, ip in zip(sessions, intel, strict=True):
+            instance = self.inventory.resolve(session)
+            accs = instance.accelerators if instance else session.accelerators
+            context: dict[str, str] = {}
+            has_gpus = self.inventory.account_has_gpus(session.provider, session.account)
+            if has_gpus is not None:
+                context["account_has_gpus"] = str(has_gpus).lower()
+            items.append(
+                EvaluationInput(
+                    session=session,
+                    instance=instance,
+                    intel=ip,
+                    classes=self.classify(a.model for a in accs),
+                    context=context,
+                )
+            )
+        return items
+
+    def findings(self, item: EvaluationInput, *, run_id: str | None) -> list[Finding]:
+        """Evaluate one input and turn each decision into a Finding."""
+        now = self.clock()
+        out = []
+        for decision in self.engine.evaluate(item):
+            finding = Finding(
+                id=finding_id(decision.policy_id, item.session),
+                policy_id=decision.policy_id,
+                severity=decision.severity,
+                title=decision.title,
+                reasons=decision.reasons,
+                status=FindingStatus.EXCEPTED if decision.excepted_by else FindingStatus.OPEN,
+                session=item.session,
+                ip=item.intel,
+                instance=_view(item.session, item.instance, item.classes),
+                jurisdictions=decision.jurisdictions,
+                indeterminate=decision.indeterminate,
+                bundle_revision=decision.bundle_revision,
+                pack_version=decision.pack_version,
+                citations=decision.citations,
+                first_seen=now,
+                last_seen=now,
+                run_id=run_id,
+                extra={"excepted_by": decision.excepted_by} if decision.excepted_by else {},
+            )
+            out.append(self.finding_hook(finding) if self.finding_hook else finding)
+        return out
+
+
+def _view(
+    session: Session, instance: GpuInstance | None, classes: dict[str, ExportClassification]
+) -> InstanceView:
+    return InstanceView.build(session=session, instance=instance, classes=classes)
+
+
+def _scope_error_from(source: str, scope: str, exc: BaseException) -> ScopeError:
+    if isinstance(exc, ChipwardenError):
+        return ScopeError(
+            source=source,
+            scope=scope,
+            code=exc.code,
+            message=exc.message,
+            remediation=exc.hint,
+            permission=getattr(exc, "permission", None),
+        )
+    return ScopeError(
+        source=source,
+        scope=scope,
+        code="internal_error",
+        message=f"{type(exc).__name__}: {exc}",
+        remediation="this is a bug in chipwarden or a plug-in; please report it with the log",
+    )
+
+
+def collect_inventory(plugins: Plugins, ctx: CollectContext) -> InventoryIndex:
+    """Every instance any inventory-capable source lists; failures become ScopeErrors."""
+    index = InventoryIndex()
+    for source in plugins.inventory_sources:
+        name = getattr(source, "name", type(source).__name__)
+        try:
+            for inst in source.inventory(ctx):
+                index.add(inst)
+        except Exception as exc:  # noqa: BLE001 - one source must not hide the others
+            log.warning("inventory_failed", source=name, error=str(exc))
+            ctx.scope_error(_scope_error_from(name, "inventory", exc))
+    log.info("inventory_collected", instances=len(index))
+    return index
+
+
+def _batches(source: object, ctx: CollectContext) -> Iterable[SessionBatch]:
+    name = getattr(source, "name", type(source).__name__)
+    try:
+        yield from source.sessions(ctx)  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001
+        log.warning("source_failed", source=name, error=str(exc))
+        ctx.scope_error(_scope_error_from(name, "sessions", exc))
+
+
+def run_audit(
+    *,
+    plugins: Plugins,
+    store: SqlStore,
+    engine: PolicyEngine,
+    enricher: Enricher,
+    classifier: AcceleratorClassifier,
+    window: AuditWindow,
+    clock: Clock,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+    finding_hook: FindingHook | None = None,
+    after_run: Sequence[RunHook] = (),
+) -> AuditResult:
+    """Run one audit end to end and record it in the store."""
+    run_id = run_id or uuid.uuid4().hex[:16]
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    started = clock()
+    ctx = CollectContext(
+        window=window,
+        clock=clock,
+        checkpoints=store.get_checkpoint,
+        on_progress=progress or (lambda _u, _n: None),
+    )
+    source_names = tuple(getattr(s, "name", type(s).__name__) for s in plugins.sources)
+    run = AuditRun(
+        id=run_id,
+        started_at=started,
+        window_start=window.since,
+        window_end=window.until,
+        sources=source_names,
+        bundle_revision=engine.revision,
+        geo_sources=enricher.describe(),
+    )
+    store.start_run(run)
+    log.info("audit_started", sources=list(source_names), revision=engine.revision)
+    inventory = collect_inventory(plugins, ctx)
+    evaluator = Evaluator(
+        engine=engine,
+        enricher=enricher,
+        classifier=classifier,
+        inventory=inventory,
+        clock=clock,
+        finding_hook=finding_hook,
+    )
+    sessions_total = evaluated = produced = new = 0
+    for source in plugins.session_sources:
+        for batch in _batches(source, ctx):
+            findings: list[Finding] = []
+            for item in evaluator.inputs(batch.sessions):
+                findings.extend(evaluator.findings(item, run_id=run_id))
+                evaluated += 1
+            checkpoint = (
+                (batch.checkpoint_scope, batch.checkpoint)
+                if batch.checkpoint_scope and batch.checkpoint is not None
+                else None
+            )
+            new += store.commit_batch(
+                findings=findings, sessions=batch.sessions, checkpoint=checkpoint, run_id=run_id
+            )
+            sessions_total += len(batch.sessions)
+            produced += len(findings)
+            log.debug(
+                "batch_committed",
+                unit=batch.unit,
+                sessions=len(batch.sessions),
+                findings=len(findings),
+            )
+    partial = bool(ctx.scope_errors) or ctx.quarantined_total > 0
+    run = run.model_copy(
+        update={
+            "finished_at": clock(),
+            "status": RunStatus.PARTIAL if partial else RunStatus.COMPLETE,
+            "counts": RunCounts(
+                read=ctx.read,
+                sessions=sessions_total,
+                ignored=ctx.ignored,
+                quarantined=ctx.quarantined_total,
+                evaluated=evaluated,
+                findings=produced,
+                new_findings=new,
+            ),
+            "scope_errors": tuple(ctx.scope_errors),
+            "quarantined": tuple(ctx.quarantined),
+        }
+    )
+    store.save_run(run)
+    log.info(
+        "audit_finished",
+        status=run.status.value,
+        sessions=sessions_total,
+        findings=produced,
+        new_findings=new,
+        scope_errors=len(ctx.scope_errors),
+        quarantined=ctx.quarantined_total,
+    )
+    result = AuditResult(run=run, findings=store.list_findings(run_id=run_id, limit=100_000))
+    for hook in after_run:
+        try:
+            hook(run, result.findings)
+        except Exception as exc:  # noqa: BLE001 - a hook (notifier) never fails the audit
+            log.warning(
+                "after_run_hook_failed", hook=getattr(hook, "__name__", str(hook)), error=str(exc)
+            )
+    structlog.contextvars.unbind_contextvars("run_id")
+    return result
+
+
+def intel_summary(intel: IpIntel) -> str:
+    """Short text for tables: ``CN AS4134 [tor]`` or the unknown reason."""
+    if intel.country:
+        parts = [intel.subdivision or intel.country]
+        if intel.asn:
+            parts.append(f"AS{intel.asn}")
+        if intel.tags:
+            parts.append("[" + ",".join(intel.tags) + "]")
+        return " ".join(parts)
+    return intel.kind.value

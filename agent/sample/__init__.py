@@ -1,0 +1,1 @@
+"""Bundled sample data for ``chipwarden audit --sample`` (see README.md here)."""
