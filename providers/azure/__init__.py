@@ -1,0 +1,1 @@
+"""Azure provider: GPU VM inventory and remote-access sessions (see docs/azure.md)."""
