@@ -1,0 +1,23 @@
+"""Review service: review trail, API tokens, exceptions, recorded decisions, notification deliveries.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-28 00:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Placeholder in the chain; filled by the review work."""
+
+
+def downgrade() -> None:
+    """Placeholder in the chain."""
