@@ -13,7 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, TextIO
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -28,7 +27,6 @@ from agent.logging import LogFormat, configure_logging
 from agent.models import Severity
 from agent.output import (
     OutputFormat,
-    finding_to_dict,
     instance_to_dict,
     intel_to_dict,
     render_findings,
@@ -269,12 +267,17 @@ def inventory(
             or "none"
         )
         table.add_row(
-            r["provider"],
-            r["account"],
-            r["region"] or "-",
-            r["instance_id"],
-            r["instance_type"] or "-",
-            accs,
+            *map(
+                escape,
+                (
+                    r["provider"],
+                    r["account"],
+                    r["region"] or "-",
+                    r["instance_id"],
+                    r["instance_type"] or "-",
+                    accs,
+                ),
+            ),
         )
     with ExitStack() as stack:
         render_records(rows, _format(fmt, output), _open_out(stack, output), table=table)
@@ -307,7 +310,7 @@ def ip_lookup(
     for col in ("Address", "Kind", "Country", "Subdivision", "ASN", "Lists", "Source / reason"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(
+        cells = (
             r["address"],
             r["kind"],
             r["country"] or "-",
@@ -316,6 +319,7 @@ def ip_lookup(
             ", ".join(r["lists"]) or "-",
             r["unknown_reason"] or "; ".join(r["source"]),
         )
+        table.add_row(*map(escape, cells))
     render_records(rows, _format(fmt, None), sys.stdout, table=table)
 
 
@@ -380,20 +384,17 @@ def findings_list(
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv``; returns the exit code (ChipwardenError -> its code + hint)."""
     try:
-        code = app(args=argv, standalone_mode=False)
-    except typer.Exit as exc:
-        return int(exc.exit_code)
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:
+        if exc.code is None:
+            return EXIT_OK
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except ChipwardenError as exc:
         sys.stderr.write(f"error ({exc.code}): {exc.message}\n")
         if exc.hint:
             sys.stderr.write(f"hint: {exc.hint}\n")
         return exc.exit_code
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE
-    except click.exceptions.Abort:
-        return 130
-    return int(code) if isinstance(code, int) else EXIT_OK
+    return EXIT_OK
 
 
 def main() -> None:

@@ -178,7 +178,7 @@ def collect_inventory(plugins: Plugins, ctx: CollectContext) -> InventoryIndex:
         try:
             for inst in source.inventory(ctx):
                 index.add(inst)
-        except Exception as exc:  # noqa: BLE001 - one source must not hide the others
+        except Exception as exc:
             log.warning("inventory_failed", source=name, error=str(exc))
             ctx.scope_error(_scope_error_from(name, "inventory", exc))
     log.info("inventory_collected", instances=len(index))
@@ -189,7 +189,7 @@ def _batches(source: object, ctx: CollectContext) -> Iterable[SessionBatch]:
     name = getattr(source, "name", type(source).__name__)
     try:
         yield from source.sessions(ctx)  # type: ignore[attr-defined]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.warning("source_failed", source=name, error=str(exc))
         ctx.scope_error(_scope_error_from(name, "sessions", exc))
 
@@ -294,7 +294,7 @@ def run_audit(
     for hook in after_run:
         try:
             hook(run, result.findings)
-        except Exception as exc:  # noqa: BLE001 - a hook (notifier) never fails the audit
+        except Exception as exc:
             log.warning(
                 "after_run_hook_failed", hook=getattr(hook, "__name__", str(hook)), error=str(exc)
             )

@@ -10,8 +10,8 @@ from agent.models.run import AuditRun, QuarantinedRecord, RunCounts, RunStatus, 
 from agent.models.session import AccessMethod, Outcome, Session
 
 __all__ = [
-    "AccessMethod",
     "Accelerator",
+    "AccessMethod",
     "AuditRun",
     "Decision",
     "EvaluationInput",

@@ -8,8 +8,8 @@ from enum import StrEnum
 from pydantic import Field
 
 from agent.models.base import Frozen, Severity, UtcDatetime
-from agent.models.inventory import ExportClassification, GpuInstance
 from agent.models.intel import IpIntel
+from agent.models.inventory import ExportClassification, GpuInstance
 from agent.models.session import Session
 
 __all__ = ["Decision", "Finding", "FindingStatus", "InstanceView", "finding_id"]

@@ -172,3 +172,8 @@ def test_console_script_runs_the_sample_end_to_end(tmp_path: Path) -> None:
     assert rows and all(r["severity"] in {"critical", "high", "medium", "low", "info"} for r in rows)
     assert (tmp_path / "chipwarden.db").exists()
     assert "sessions from 2 sources" in proc.stderr
+
+
+def test_unknown_option_value_is_a_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["audit", "--sample", "--format", "yaml"]) == 2
+    assert "yaml" in capsys.readouterr().err
