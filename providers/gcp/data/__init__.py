@@ -1,0 +1,1 @@
+"""Bundled data for the GCP provider (machine-type catalog, ISO 3166 alpha-3 table)."""
