@@ -22,8 +22,12 @@ from agent.yamlio import LineMap, YamlDocument, load_yaml, path_label
 __all__ = [
     "AppConfig",
     "GeoConfig",
+    "HistoryConfig",
+    "OwnershipFile",
+    "ReputationConfig",
     "ResolvedGlob",
     "ResolvedPath",
+    "ScreeningConfig",
     "format_validation_error",
     "load_config",
     "resolve_sqlite_url",
@@ -59,18 +63,51 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class ReputationConfig(_Strict):
+    """IP reputation tags (Tor, hosting/VPN, China-HQ clouds, cloud ranges); no network."""
+
+    enabled: bool = True
+    data_dirs: list[ResolvedPath] | None = None  # default: bundled + user data folder
+    tor_window_days: int = Field(default=7, ge=0, le=365)
+
+
 class GeoConfig(_Strict):
     """IP databases: ``builtin`` (embedded RIR country data) or MaxMind-format ``.mmdb`` files."""
 
     country_db: str = "builtin"
     city_db: ResolvedPath | None = None
     asn_db: ResolvedPath | None = None
+    anonymous_db: ResolvedPath | None = None  # MaxMind GeoIP Anonymous IP .mmdb
+    reputation: ReputationConfig = Field(default_factory=ReputationConfig)
 
     def resolved_country_db(self, base_dir: Path) -> str:
         if self.country_db == "builtin":
             return self.country_db
         path = Path(self.country_db).expanduser()
         return str(path if path.is_absolute() else base_dir / path)
+
+
+class OwnershipFile(_Strict):
+    """An ownership CSV: provider,account,owner,ultimate_parent,parent_hq_country."""
+
+    path: ResolvedPath
+
+
+class ScreeningConfig(_Strict):
+    """Consolidated Screening List export (CSV or JSON) and the fuzzy-match threshold."""
+
+    path: ResolvedPath
+    threshold: float = Field(default=90.0, ge=50.0, le=100.0)
+
+
+class HistoryConfig(_Strict):
+    """Principal-history signals (impossible travel, new country/ASN, working hours)."""
+
+    enabled: bool = True
+    keep: int = Field(default=50, ge=2, le=10_000)
+    max_speed_kmh: float = Field(default=900.0, gt=0)
+    min_sessions: int = Field(default=10, ge=2)
+    hours_share: float = Field(default=0.8, gt=0, le=1)
 
 
 class AppConfig(_Strict):
@@ -83,6 +120,10 @@ class AppConfig(_Strict):
     policy_engine: str = "yaml"
     classifier: str = "catalog"
     geo: GeoConfig = Field(default_factory=GeoConfig)
+    notifiers: list[dict[str, Any]] = Field(default_factory=list)  # agent.notify targets
+    ownership: list[OwnershipFile] = Field(default_factory=list)
+    screening: ScreeningConfig | None = None
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     origin: str = Field(default="<defaults>", exclude=True)
 

@@ -7,13 +7,16 @@ a checkpoint never runs ahead of the findings it covers.
 
 from __future__ import annotations
 
+import inspect
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
 from agent.assembly import Plugins
+from agent.checkpoints import CheckpointReader
 from agent.contracts import (
     AcceleratorClassifier,
     AuditWindow,
@@ -40,9 +43,10 @@ from agent.models import (
     Session,
     finding_id,
 )
+from agent.sharding import Shard, apply_shard
 from agent.store import SqlStore
 
-__all__ = ["AuditResult", "Evaluator", "collect_inventory", "run_audit"]
+__all__ = ["AuditResult", "ContextProvider", "Evaluator", "collect_inventory", "run_audit"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +55,12 @@ FindingHook = Callable[[Finding], Finding]
 """Applied to every new Finding before it is stored (e.g. API-managed exceptions)."""
 RunHook = Callable[[AuditRun, list[Finding]], None]
 """Called once after the run is saved with its findings (e.g. notifiers)."""
+
+
+class ContextProvider(Protocol):
+    """Adds facts (ownership, principal history) to each input's ``context`` for a batch."""
+
+    def contexts(self, items: Sequence[EvaluationInput]) -> list[dict[str, str]]: ...
 
 
 @dataclass
@@ -77,8 +87,11 @@ class Evaluator:
         inventory: InventoryIndex,
         clock: Clock,
         finding_hook: FindingHook | None = None,
+        context_providers: Sequence[ContextProvider] = (),
     ) -> None:
         self.finding_hook = finding_hook
+        self.context_providers = tuple(context_providers)
+        self._timed = "at" in inspect.signature(enricher.lookup).parameters
         self.engine = engine
         self.enricher = enricher
         self.classifier = classifier
@@ -95,8 +108,13 @@ class Evaluator:
         return out
 
     def inputs(self, sessions: Sequence[Session]) -> list[EvaluationInput]:
-        """Build one EvaluationInput per session (batch IP lookup)."""
-        intel = self.enricher.lookup([s.source_ip for s in sessions])
+        """Build one EvaluationInput per session (batch IP lookup at each session's time)."""
+        ips = [s.source_ip for s in sessions]
+        if self._timed:
+            times = [s.started_at for s in sessions]
+            intel = self.enricher.lookup(ips, at=times)  # type: ignore[call-arg]
+        else:
+            intel = self.enricher.lookup(ips)
         items = []
         for session, ip in zip(sessions, intel, strict=True):
             instance = self.inventory.resolve(session)
@@ -114,6 +132,12 @@ class Evaluator:
                     context=context,
                 )
             )
+        for provider in self.context_providers:
+            extra = provider.contexts(items)
+            items = [
+                item.model_copy(update={"context": {**item.context, **facts}}) if facts else item
+                for item, facts in zip(items, extra, strict=True)
+            ]
         return items
 
     def findings(self, item: EvaluationInput, *, run_id: str | None) -> list[Finding]:
@@ -185,13 +209,80 @@ def collect_inventory(plugins: Plugins, ctx: CollectContext) -> InventoryIndex:
     return index
 
 
-def _batches(source: object, ctx: CollectContext) -> Iterable[SessionBatch]:
+def _batches(source: object, ctx: CollectContext) -> Generator[SessionBatch, None, None]:
     name = getattr(source, "name", type(source).__name__)
     try:
         yield from source.sessions(ctx)  # type: ignore[attr-defined]
     except Exception as exc:
         log.warning("source_failed", source=name, error=str(exc))
         ctx.scope_error(_scope_error_from(name, "sessions", exc))
+
+
+def _interrupted(committed: int) -> ScopeError:
+    log.warning("audit_interrupted", sessions_committed=committed)
+    return ScopeError(
+        source="chipwarden",
+        scope="run",
+        code="interrupted",
+        message=f"the audit was stopped (SIGTERM) after committing {committed} sessions; "
+        "the sources after that point were not read",
+        remediation="run the audit again: committed findings and checkpoints are kept, the "
+        "rest is read then",
+    )
+
+
+@dataclass
+class _Pending:
+    """Consecutive batches of one source committed in ONE transaction (their checkpoints
+    included), so a tree of small files costs one commit per ``MAX_BATCHES`` files."""
+
+    MAX_BATCHES = 64
+    MAX_SESSIONS = 2_000
+    units: list[str] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    sessions_total: int = 0
+    findings_total: int = 0
+    new_total: int = 0
+
+    def add(self, batch: SessionBatch) -> None:
+        self.units.append(batch.unit)
+        self.sessions.extend(batch.sessions)
+        if batch.checkpoint_scope and batch.checkpoint is not None:
+            self.checkpoints[batch.checkpoint_scope] = batch.checkpoint
+
+    @property
+    def full(self) -> bool:
+        return len(self.units) >= self.MAX_BATCHES or len(self.sessions) >= self.MAX_SESSIONS
+
+    def commit(self, evaluator: Evaluator, store: SqlStore, run_id: str) -> None:
+        """Evaluate and commit what is pending; adds to the run's totals."""
+        if not self.units:
+            return
+        findings: list[Finding] = []
+        for item in evaluator.inputs(self.sessions):
+            findings.extend(evaluator.findings(item, run_id=run_id))
+        new = 0
+        if self.sessions or self.checkpoints:
+            checkpoints = list(self.checkpoints.items())
+            new = store.commit_batch(
+                findings=findings,
+                sessions=self.sessions,
+                checkpoint=checkpoints[0] if checkpoints else None,
+                run_id=run_id,
+                more_checkpoints=checkpoints[1:],
+            )
+        self.sessions_total += len(self.sessions)
+        self.findings_total += len(findings)
+        self.new_total += new
+        log.debug(
+            "batch_committed",
+            units=len(self.units),
+            first_unit=self.units[0],
+            sessions=len(self.sessions),
+            findings=len(findings),
+        )
+        self.units, self.sessions, self.checkpoints = [], [], {}
 
 
 def run_audit(
@@ -207,15 +298,25 @@ def run_audit(
     run_id: str | None = None,
     finding_hook: FindingHook | None = None,
     after_run: Sequence[RunHook] = (),
+    should_stop: Callable[[], bool] | None = None,
+    context_providers: Sequence[ContextProvider] = (),
+    shard: Shard | None = None,
 ) -> AuditResult:
-    """Run one audit end to end and record it in the store."""
+    """Run one audit end to end and record it in the store.
+
+    ``shard`` (``--shard I/N``) restricts the session sources to this shard's work units
+    (``agent.sharding``); inventory is always collected whole.
+
+    ``should_stop`` (e.g. set by SIGTERM) is checked after inventory and after each committed
+    batch; when true the run stops there and is saved partial with an ``interrupted`` error.
+    """
     run_id = run_id or uuid.uuid4().hex[:16]
     structlog.contextvars.bind_contextvars(run_id=run_id)
     started = clock()
     ctx = CollectContext(
         window=window,
         clock=clock,
-        checkpoints=store.get_checkpoint,
+        checkpoints=CheckpointReader(store),
         on_progress=progress or (lambda _u, _n: None),
     )
     source_names = tuple(getattr(s, "name", type(s).__name__) for s in plugins.sources)
@@ -231,6 +332,7 @@ def run_audit(
     store.start_run(run)
     log.info("audit_started", sources=list(source_names), revision=engine.revision)
     inventory = collect_inventory(plugins, ctx)
+    ctx.inventory = tuple(inventory)
     evaluator = Evaluator(
         engine=engine,
         enricher=enricher,
@@ -238,30 +340,30 @@ def run_audit(
         inventory=inventory,
         clock=clock,
         finding_hook=finding_hook,
+        context_providers=context_providers,
     )
-    sessions_total = evaluated = produced = new = 0
-    for source in plugins.session_sources:
-        for batch in _batches(source, ctx):
-            findings: list[Finding] = []
-            for item in evaluator.inputs(batch.sessions):
-                findings.extend(evaluator.findings(item, run_id=run_id))
-                evaluated += 1
-            checkpoint = (
-                (batch.checkpoint_scope, batch.checkpoint)
-                if batch.checkpoint_scope and batch.checkpoint is not None
-                else None
-            )
-            new += store.commit_batch(
-                findings=findings, sessions=batch.sessions, checkpoint=checkpoint, run_id=run_id
-            )
-            sessions_total += len(batch.sessions)
-            produced += len(findings)
-            log.debug(
-                "batch_committed",
-                unit=batch.unit,
-                sessions=len(batch.sessions),
-                findings=len(findings),
-            )
+    pending = _Pending()
+    stop = should_stop or (lambda: False)
+    interrupted = False
+    for source in apply_shard(plugins.session_sources, shard or Shard()):
+        if interrupted or stop():
+            interrupted = True
+            break
+        batches = _batches(source, ctx)
+        for batch in batches:
+            pending.add(batch)
+            if not pending.full:
+                continue
+            pending.commit(evaluator, store, run_id)
+            if stop():
+                interrupted = True
+                batches.close()
+                break
+        pending.commit(evaluator, store, run_id)
+    sessions_total = evaluated = pending.sessions_total
+    produced, new = pending.findings_total, pending.new_total
+    if interrupted:
+        ctx.scope_error(_interrupted(sessions_total))
     partial = bool(ctx.scope_errors) or ctx.quarantined_total > 0
     run = run.model_copy(
         update={

@@ -20,7 +20,7 @@ from agent.models import Accelerator, EvaluationInput, ExportClassification, IpI
 from policies import schema as s
 from policies.jurisdictions import Jurisdictions, Membership
 
-__all__ = ["Compiler", "Predicate", "Reasons", "Subject", "compiles"]
+__all__ = ["Compiler", "Predicate", "Reasons", "Subject", "compiles", "tag_matches"]
 
 Reasons = tuple[str, ...]
 Predicate = Callable[["Subject"], tuple[bool, Reasons]]
@@ -228,15 +228,32 @@ def _source_ip_in_cidr(cond: s.SourceIpInCidr, _c: Compiler) -> Predicate:
     return pred
 
 
+def tag_matches(wanted: str, tag: str) -> bool:
+    """``wanted`` is ``tag`` or its family (``cn-cloud`` ~ ``cn-cloud:alibaba``, ``tor`` ~
+    ``tor-exit``)."""
+    return tag == wanted or (tag.startswith(wanted) and tag[len(wanted)] in ":-")
+
+
+def _tag_sources(intel: IpIntel, tags: list[str]) -> str:
+    """The ``"<tag> <- <why>"`` source lines the enricher wrote for ``tags``."""
+    why = [
+        src.split(" <- ", 1)[1]
+        for src in intel.sources
+        if " <- " in src and src.split(" <- ", 1)[0] in tags
+    ]
+    return f" ({'; '.join(why)})" if why else ""
+
+
 @compiles(s.SourceTagIn)
 def _source_tag_in(cond: s.SourceTagIn, _c: Compiler) -> Predicate:
-    wanted = frozenset(cond.values)
+    wanted = tuple(cond.values)
 
     def pred(sub: Subject) -> tuple[bool, Reasons]:
         intel = sub.item.intel
-        hits = [t for t in intel.tags if t in wanted]
+        hits = [t for t in intel.tags if any(tag_matches(w, t) for w in wanted)]
         if hits:
-            return True, (f"source IP {_ip(intel)} is tagged {', '.join(hits)}",)
+            why = _tag_sources(intel, hits)
+            return True, (f"source IP {_ip(intel)} is tagged {', '.join(hits)}{why}",)
         return False, (f"source IP {_ip(intel)} has none of the tags {', '.join(cond.values)}",)
 
     return pred
@@ -372,11 +389,87 @@ def _attribute_equals(cond: s.AttributeEquals, _c: Compiler) -> Predicate:
     return pred
 
 
+def _explained(sub: Subject, key: str, explain: str | None, fallback: str) -> str:
+    text = sub.item.context.get(explain) if explain else None
+    return text or fallback
+
+
 @compiles(s.ContextEquals)
 def _context_equals(cond: s.ContextEquals, _c: Compiler) -> Predicate:
     def pred(sub: Subject) -> tuple[bool, Reasons]:
         got = sub.item.context.get(cond.key)
-        return got == cond.value, (f"context {cond.key} is {got!r}",)
+        plain = f"context {cond.key} is {got!r}"
+        if got == cond.value:
+            return True, (_explained(sub, cond.key, cond.explain, plain),)
+        return False, (plain,)
+
+    return pred
+
+
+@compiles(s.ContextIn)
+def _context_in(cond: s.ContextIn, _c: Compiler) -> Predicate:
+    values = frozenset(cond.values)
+
+    def pred(sub: Subject) -> tuple[bool, Reasons]:
+        got = sub.item.context.get(cond.key)
+        plain = f"context {cond.key} is {got!r}"
+        if got in values:
+            return True, (_explained(sub, cond.key, cond.explain, plain),)
+        return False, (f"{plain}, not one of {', '.join(cond.values)}",)
+
+    return pred
+
+
+@compiles(s.ContextCountryIn)
+def _context_country_in(cond: s.ContextCountryIn, c: Compiler) -> Predicate:
+    lists = cond.lists
+    for name in lists:
+        c.jurisdictions.info(name)
+    countries = frozenset(cond.countries)
+    wanted = ", ".join([*(c.jurisdictions.label(n) for n in lists), *cond.countries])
+
+    def pred(sub: Subject) -> tuple[bool, Reasons]:
+        raw = sub.item.context.get(cond.key)
+        if not raw:
+            return False, (f"context has no {cond.key}",)
+        cc = raw.strip().upper()
+        head = _explained(sub, cond.key, cond.explain, f"{cond.key} is {cc}")
+        m = c.jurisdictions.membership(country=cc, subdivision=None, at=sub.at)
+        direct = [c.list_ref(n, cc) for n in lists if n in m.country_set and n not in m.aliased]
+        via_cn = [c.list_ref(n, "CN") for n in lists if n in m.aliased]
+        parts = []
+        if via_cn:
+            parts.append(f"{cc} is treated as CN for EAR lists; CN is in {', '.join(via_cn)}")
+        if direct:
+            parts.append(f"{cc} is in {', '.join(direct)}")
+        if cc in countries:
+            parts.append(f"{cc} is in the policy's country list")
+        if parts:
+            return True, (f"{head}; {'; '.join(parts)}",)
+        return False, (f"{head}; {cc} is in none of: {wanted}",)
+
+    return pred
+
+
+@compiles(s.RiskScore)
+def _risk_score(cond: s.RiskScore, c: Compiler) -> Predicate:
+    signals = tuple((c.compile(sig.when), sig.weight, sig.says) for sig in cond.signals)
+
+    def pred(sub: Subject) -> tuple[bool, Reasons]:
+        score = 0
+        said: list[str] = []
+        evidence: list[str] = []
+        for check, weight, says in signals:
+            ok, why = check(sub)
+            if ok:
+                score += weight
+                said.append(f"{says} (+{weight})")
+                evidence += [w for w in why if w not in evidence]
+        summary = "; ".join(said) if said else "no risk signal"
+        if score >= cond.min:
+            head = f"risk score {score} (at least {cond.min} needed): {summary}"
+            return True, (head, *evidence)
+        return False, (f"risk score {score} is below {cond.min}: {summary}",)
 
     return pred
 

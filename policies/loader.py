@@ -18,6 +18,7 @@ from policies.jurisdictions import Jurisdictions
 from policies.schema import (
     COMBINATOR_TAGS,
     CONDITION_TYPES,
+    ContextCountryIn,
     Pack,
     SourceCountryIn,
     SourceSubdivisionIn,
@@ -149,7 +150,7 @@ def _semantic_problems(
     problems: list[str] = []
     known = set(jurisdictions.names())
     for path, cond in _conditions_of(pack):
-        if isinstance(cond, SourceCountryIn | SourceSubdivisionIn):
+        if isinstance(cond, SourceCountryIn | SourceSubdivisionIn | ContextCountryIn):
             for j, name in enumerate(cond.lists):
                 if name not in known:
                     where = doc.where((*path, "lists", j))

@@ -33,7 +33,9 @@ __all__ = [
     "AttributeEquals",
     "Cap",
     "Condition",
+    "ContextCountryIn",
     "ContextEquals",
+    "ContextIn",
     "MethodIn",
     "NotOf",
     "OutcomeIn",
@@ -42,6 +44,8 @@ __all__ = [
     "PolicyException",
     "PrincipalMatches",
     "ProviderIn",
+    "RiskScore",
+    "RiskSignal",
     "SourceCountryIn",
     "SourceCountryKnown",
     "SourceIpInCidr",
@@ -136,7 +140,11 @@ class SourceIpInCidr(_Leaf):
 
 
 class SourceTagIn(_Leaf):
-    """Source IP carries any of the enrichment tags (tor, hosting, cn-cloud, ...)."""
+    """Source IP carries any of the enrichment tags (tor-exit, hosting, cn-cloud, ...).
+
+    A value also matches its family: ``cn-cloud`` matches ``cn-cloud:alibaba`` and ``tor``
+    matches ``tor-exit`` (a tag extended after ``:`` or ``-``).
+    """
 
     TAG = "source-tag-in"
     type: Literal["source-tag-in"]
@@ -217,12 +225,61 @@ class AttributeEquals(_Leaf):
 
 
 class ContextEquals(_Leaf):
-    """An evaluation-context fact (e.g. ``owner_hq_country``) equals a value."""
+    """An evaluation-context fact (e.g. ``history.new_country``) equals a value.
+
+    ``explain`` names another context key whose text (a plain sentence) becomes the reason.
+    """
 
     TAG = "context-equals"
     type: Literal["context-equals"]
     key: NonEmpty
     value: str
+    explain: NonEmpty | None = None
+
+
+class ContextIn(_Leaf):
+    """An evaluation-context fact is one of ``values`` (``explain``: see context-equals)."""
+
+    TAG = "context-in"
+    type: Literal["context-in"]
+    key: NonEmpty
+    values: tuple[str, ...] = Field(min_length=1)
+    explain: NonEmpty | None = None
+
+
+class ContextCountryIn(_Leaf):
+    """A context fact holding a country code (e.g. ``parent_hq_country``) is in a named list
+    at the session's start date (HK->CN where the list says) or in ``countries``."""
+
+    TAG = "context-country-in"
+    type: Literal["context-country-in"]
+    key: NonEmpty
+    lists: tuple[NonEmpty, ...] = ()
+    countries: tuple[Country, ...] = ()
+    explain: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> ContextCountryIn:
+        if not self.lists and not self.countries:
+            raise ValueError("give 'lists' or 'countries'")
+        return self
+
+
+class RiskSignal(_Strict):
+    """One weighted signal of a risk score; ``says`` is its plain-word reason."""
+
+    when: Condition
+    weight: int = Field(ge=1, le=100)
+    says: NonEmpty
+
+
+class RiskScore(_Leaf):
+    """The weights of the signals that hold add up to at least ``min``."""
+
+    TAG = "risk-score"
+    type: Literal["risk-score"]
+    min: int = Field(ge=1)
+    signals: tuple[RiskSignal, ...] = Field(min_length=1)
 
 
 class AllOf(_Strict):
@@ -263,6 +320,9 @@ LEAF_MODELS: tuple[type[_Leaf], ...] = (
     PrincipalMatches,
     AttributeEquals,
     ContextEquals,
+    ContextIn,
+    ContextCountryIn,
+    RiskScore,
 )
 CONDITION_TYPES: tuple[str, ...] = tuple(m.TAG for m in LEAF_MODELS)
 _COMBINATOR_KEYS = {"all": AllOf.TAG, "any": AnyOf.TAG, "not": NotOf.TAG}
@@ -299,13 +359,16 @@ Condition = Annotated[
     | Annotated[PrincipalMatches, Tag(PrincipalMatches.TAG)]
     | Annotated[AttributeEquals, Tag(AttributeEquals.TAG)]
     | Annotated[ContextEquals, Tag(ContextEquals.TAG)]
+    | Annotated[ContextIn, Tag(ContextIn.TAG)]
+    | Annotated[ContextCountryIn, Tag(ContextCountryIn.TAG)]
+    | Annotated[RiskScore, Tag(RiskScore.TAG)]
     | Annotated[AllOf, Tag(AllOf.TAG)]
     | Annotated[AnyOf, Tag(AnyOf.TAG)]
     | Annotated[NotOf, Tag(NotOf.TAG)],
     Discriminator(_condition_tag),
 ]
 
-for _model in (AllOf, AnyOf, NotOf):
+for _model in (RiskSignal, RiskScore, AllOf, AnyOf, NotOf):
     _model.model_rebuild()
 
 
@@ -365,6 +428,9 @@ def iter_conditions(
             yield from iter_conditions(sub, (*path, "any", i))
     elif isinstance(cond, NotOf):
         yield from iter_conditions(cond.not_, (*path, "not"))
+    elif isinstance(cond, RiskScore):
+        for i, sig in enumerate(cond.signals):
+            yield from iter_conditions(sig.when, (*path, "signals", i, "when"))
 
 
 def pack_json_schema() -> dict[str, Any]:

@@ -26,3 +26,12 @@ for key in [k for k in os.environ if k.startswith("CHIPWARDEN_") and k != "CHIPW
     os.environ.pop(key)
 
 import moto  # noqa: E402,F401  - sessions created before this import are never mocked
+
+import pytest  # noqa: E402
+import structlog  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> None:
+    """The CLI configures structlog for the process; each test starts from the defaults."""
+    structlog.reset_defaults()

@@ -1,11 +1,13 @@
 """GeoEnricher: batch IP intelligence from the embedded RIR country data (iptocc) and optional
-MaxMind-format city / ASN databases. Implements ``agent.contracts.Enricher``."""
+MaxMind-format city / ASN databases, plus optional reputation tags (``agent.enrich.reputation``).
+Implements ``agent.contracts.Enricher``."""
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from itertools import islice
 from pathlib import Path
@@ -25,6 +27,7 @@ from agent.enrich.mmdb import (
     open_mmdb,
     subdivision_of,
 )
+from agent.enrich.reputation import BUNDLED_DATA_DIR, Reputation, default_user_data_dir
 from agent.models import IpIntel, IpKind
 
 __all__ = ["BUILTIN", "DEFAULT_CACHE_SIZE", "GeoEnricher"]
@@ -105,6 +108,7 @@ class GeoEnricher:
         asn_db: str | Path | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         base_dir: Path | None = None,
+        reputation: Reputation | None = None,
     ) -> None:
         if cache_size < 0:
             raise ValueError(f"cache_size must be >= 0, got {cache_size}")
@@ -113,6 +117,7 @@ class GeoEnricher:
         self._city: MmdbDatabase | None = None
         self._asn: MmdbDatabase | None = None
         self._country: _CountrySource = _IptoccCountry()
+        self._reputation = reputation
         try:
             if str(country_db) != BUILTIN:
                 path = _as_path(country_db, base_dir)
@@ -130,13 +135,30 @@ class GeoEnricher:
     def from_config(
         cls, geo: GeoConfig, *, base_dir: Path, cache_size: int = DEFAULT_CACHE_SIZE
     ) -> Self:
-        """Build from the ``geo:`` config section; relative paths resolve against ``base_dir``."""
+        """Build from the ``geo:`` config section; relative paths resolve against ``base_dir``.
+
+        Reputation tags use the bundled data plus the ``chipwarden data update`` folder unless
+        ``geo.reputation.data_dirs`` names the folders.
+        """
+        rep = geo.reputation
+        reputation = None
+        if rep.enabled or geo.anonymous_db is not None:
+            folders = rep.data_dirs if rep.data_dirs is not None else [
+                BUNDLED_DATA_DIR,
+                default_user_data_dir(),
+            ]
+            reputation = Reputation.load(
+                folders if rep.enabled else [],
+                tor_window_days=rep.tor_window_days,
+                anonymous_db=geo.anonymous_db,
+            )
         return cls(
             country_db=geo.resolved_country_db(base_dir),
             city_db=geo.city_db,
             asn_db=geo.asn_db,
             cache_size=cache_size,
             base_dir=base_dir,
+            reputation=reputation,
         )
 
     def describe(self) -> tuple[str, ...]:
@@ -144,8 +166,24 @@ class GeoEnricher:
         extra = tuple(db.source for db in (self._city, self._asn) if db is not None)
         return (self._country.source, *extra)
 
-    def lookup(self, ips: Sequence[str | None]) -> list[IpIntel]:
-        """One IpIntel per input, in input order; each distinct raw value is resolved once."""
+    def describe_reputation(self) -> tuple[str, ...]:
+        """The reputation data sets in use (Tor snapshots, ASN lists, ranges), if any."""
+        return self._reputation.describe() if self._reputation is not None else ()
+
+    def lookup(
+        self, ips: Sequence[str | None], *, at: Sequence[datetime | None] | None = None
+    ) -> list[IpIntel]:
+        """One IpIntel per input, in input order; each distinct raw value is resolved once.
+
+        ``at[i]`` is the event time of ``ips[i]``: time-dependent reputation tags (Tor exit
+        lists) are matched against it; without it the newest list is used.
+        """
+        intel = self._lookup(ips)
+        if self._reputation is None:
+            return intel
+        return self._reputation.tag(intel, at)
+
+    def _lookup(self, ips: Sequence[str | None]) -> list[IpIntel]:
         table: dict[Any, IpIntel | None] = dict.fromkeys(ips)
         cache_get = self._cache.get
         public_raw: list[Any] = []
@@ -257,6 +295,8 @@ class GeoEnricher:
         for db in (self._city, self._asn):
             if db is not None:
                 db.close()
+        if self._reputation is not None:
+            self._reputation.close()
 
     def __enter__(self) -> Self:
         return self

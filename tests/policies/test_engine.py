@@ -135,6 +135,34 @@ CONDITION_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]
         {"context": {"owner_hq_country": "CN"}},
         {"context": {}},
     ),
+    (
+        "context-in",
+        {"type": "context-in", "key": "history.new_country", "values": ["true"]},
+        {"context": {"history.new_country": "true"}},
+        {"context": {"history.new_country": "false"}},
+    ),
+    (
+        "context-country-in",
+        {"type": "context-country-in", "key": "parent_hq_country", "lists": ["macau-or-d5"]},
+        {"context": {"parent_hq_country": "MO"}},
+        {"context": {"parent_hq_country": "SG"}},
+    ),
+    (
+        "risk-score",
+        {
+            "type": "risk-score",
+            "min": 2,
+            "signals": [
+                {
+                    "when": {"type": "source-tag-in", "values": ["tor-exit"]},
+                    "weight": 2,
+                    "says": "Tor exit",
+                },
+            ],
+        },
+        {"tags": ("tor-exit",)},
+        {"tags": ("hosting",)},
+    ),
 ]
 
 

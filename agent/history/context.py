@@ -1,0 +1,89 @@
+"""``HistoryContext``: feeds principal-history signals into ``EvaluationInput.context``.
+
+Per batch it reads the principals' remembered visits once, judges each session against the
+visits before and after it (remembered ones and the batch's successful sessions, so a re-run
+gives the same facts), and records the successful sessions (unless ``record=False``, as in
+``chipwarden replay``). Memory is bounded by the batch plus ``keep`` visits per principal.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import structlog
+
+from agent.history.geo import Centroids, load_centroids, load_working_hours
+from agent.history.signals import HistorySettings, Visit, evaluate_visit
+from agent.history.store import HistoryStore
+from agent.models import EvaluationInput, IpKind, Outcome
+
+__all__ = ["HistoryContext"]
+
+log = structlog.get_logger(__name__)
+
+
+def _visit(item: EvaluationInput) -> Visit | None:
+    session, intel = item.session, item.intel
+    if not session.principal or intel.kind is not IpKind.PUBLIC or not intel.country:
+        return None
+    return Visit(
+        principal=session.principal,
+        session_id=session.session_id,
+        started_at=session.started_at,
+        provider=session.provider,
+        source_ip=intel.normalized or intel.ip,
+        country=intel.country,
+        asn=intel.asn,
+    )
+
+
+class HistoryContext:
+    """Context provider for the pipeline (``contexts(items) -> list[dict]``)."""
+
+    name = "history"
+
+    def __init__(
+        self,
+        *,
+        store: HistoryStore,
+        settings: HistorySettings | None = None,
+        centroids: Centroids | None = None,
+        record: bool = True,
+    ) -> None:
+        self._store = store
+        self._settings = settings or HistorySettings(keep=store.keep, zones=load_working_hours())
+        self._centroids = centroids or load_centroids()
+        self._record = record
+
+    def contexts(self, items: Sequence[EvaluationInput]) -> list[dict[str, str]]:
+        """History facts per item (``{}`` when the session has no principal or location)."""
+        visits = [_visit(item) for item in items]
+        by_principal: dict[str, list[int]] = defaultdict(list)
+        for i, visit in enumerate(visits):
+            if visit is not None:
+                by_principal[visit.principal].append(i)
+        out: list[dict[str, str]] = [{} for _ in items]
+        if not by_principal:
+            return out
+        known = self._store.recent(list(by_principal))
+        to_record: list[Visit] = []
+        for principal, indexes in by_principal.items():
+            pool = {v.session_id: v for v in known.get(principal, ())}
+            for i in indexes:
+                visit = visits[i]
+                if visit is not None and items[i].session.outcome is Outcome.SUCCESS:
+                    pool[visit.session_id] = visit
+                    to_record.append(visit)
+            prior = sorted(pool.values(), key=lambda v: v.started_at)
+            for i in indexes:
+                visit = visits[i]
+                assert visit is not None
+                out[i] = evaluate_visit(
+                    visit, prior, centroids=self._centroids, settings=self._settings
+                )
+        if self._record:
+            self._store.record(to_record)
+        fired = sum(1 for facts in out if "history.reasons" in facts)
+        log.debug("history_signals", sessions=len(items), principals=len(by_principal), fired=fired)
+        return out
