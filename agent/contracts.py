@@ -3,7 +3,7 @@ object a source reports through. Adapters import from here, never from each othe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,8 +34,11 @@ __all__ = [
     "CollectContext",
     "Enricher",
     "FindingStore",
+    "FollowableSource",
     "InstanceTypeCatalog",
     "InventorySource",
+    "LineParser",
+    "ListedFilesSource",
     "PolicyEngine",
     "SessionBatch",
     "SessionSource",
@@ -91,6 +94,9 @@ class CollectContext:
     quarantined_total: int = 0
     scope_errors: list[ScopeError] = field(default_factory=list)
     max_quarantine_kept: int = 1000
+    inventory: tuple[GpuInstance, ...] = ()
+    """The run's collected inventory (set by the pipeline before sessions are read), so a
+    source without its own (flow-log files) can map ENIs / private IPs to instances."""
 
     def count_read(self, n: int = 1) -> None:
         self.read += n
@@ -136,6 +142,49 @@ class SessionSource(Protocol):
     def from_config(cls, config: Any, *, env: SourceEnv) -> Self: ...
 
     def sessions(self, ctx: CollectContext) -> Iterator[SessionBatch]: ...
+
+
+class LineParser(Protocol):
+    """Incremental parser of one followed file; its state survives reads, rotation and restarts
+    (``chipwarden watch`` persists ``state()`` with the file offset, in one transaction)."""
+
+    def feed(
+        self, lines: Sequence[str], *, first_line: int, ctx: CollectContext
+    ) -> tuple[Session, ...]:
+        """Sessions started or changed by ``lines`` (numbered from ``first_line``); counts and
+        quarantines go to ``ctx``. A changed session keeps its key (idempotent upsert)."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able state to resume from (open sessions, the syslog year, ...)."""
+        ...
+
+
+@runtime_checkable
+class FollowableSource(Protocol):
+    """A source of appended text files that ``chipwarden watch`` follows like ``tail -F``."""
+
+    name: str
+
+    def follow_paths(self) -> list[Path]:
+        """The files to follow (re-listed every cycle, so a glob may gain files)."""
+        ...
+
+    def line_parser(self, path: Path, *, state: Mapping[str, Any] | None) -> LineParser:
+        """A parser for ``path``, resumed from a saved ``state`` when there is one."""
+        ...
+
+
+@runtime_checkable
+class ListedFilesSource(Protocol):
+    """A source of files written whole (never appended): ``chipwarden watch`` lists them and
+    reads each new or changed file once."""
+
+    name: str
+
+    def list_files(self, ctx: CollectContext) -> list[Path]: ...
+
+    def read_file(self, path: Path, ctx: CollectContext) -> SessionBatch | None: ...
 
 
 @runtime_checkable

@@ -175,7 +175,7 @@ def _view(
     return InstanceView.build(session=session, instance=instance, classes=classes)
 
 
-def _scope_error_from(source: str, scope: str, exc: BaseException) -> ScopeError:
+def scope_error_from(source: str, scope: str, exc: BaseException) -> ScopeError:
     if isinstance(exc, ChipwardenError):
         return ScopeError(
             source=source,
@@ -204,7 +204,7 @@ def collect_inventory(plugins: Plugins, ctx: CollectContext) -> InventoryIndex:
                 index.add(inst)
         except Exception as exc:
             log.warning("inventory_failed", source=name, error=str(exc))
-            ctx.scope_error(_scope_error_from(name, "inventory", exc))
+            ctx.scope_error(scope_error_from(name, "inventory", exc))
     log.info("inventory_collected", instances=len(index))
     return index
 
@@ -215,7 +215,7 @@ def _batches(source: object, ctx: CollectContext) -> Generator[SessionBatch, Non
         yield from source.sessions(ctx)  # type: ignore[attr-defined]
     except Exception as exc:
         log.warning("source_failed", source=name, error=str(exc))
-        ctx.scope_error(_scope_error_from(name, "sessions", exc))
+        ctx.scope_error(scope_error_from(name, "sessions", exc))
 
 
 def _interrupted(committed: int) -> ScopeError:

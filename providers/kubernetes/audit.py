@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,8 +19,9 @@ from agent.config import ResolvedGlob
 from agent.contracts import Clock, CollectContext, SessionBatch, SourceEnv
 from agent.errors import RecordError
 from agent.models import EvidenceRef, Session
-from providers.kubernetes.auditfiles import read_audit_files, static_resolver
+from providers.kubernetes.auditfiles import expand_paths, read_audit_files, static_resolver
 from providers.kubernetes.events import AuditAccess, access_from, merge, to_session
+from providers.kubernetes.follow import AuditLineParser
 from providers.kubernetes.wrappers import RawEvent
 
 __all__ = ["KubernetesAuditFilesConfig", "KubernetesAuditFilesSource", "parse_event_list"]
@@ -82,6 +84,21 @@ class KubernetesAuditFilesSource:
             patterns=self.config.paths,
             resolve=static_resolver(self.config.nodes),
             ctx=ctx,
+        )
+
+    def follow_paths(self) -> list[Path]:
+        """Plain (not gzip) files matching the globs, for ``chipwarden watch`` to follow."""
+        files, _empty = expand_paths(self.config.paths)
+        return [Path(f) for f in files if not f.endswith(".gz")]
+
+    def line_parser(self, path: Path, *, state: Mapping[str, Any] | None) -> AuditLineParser:
+        """Incremental parser of one followed audit log (stage records merged by auditID)."""
+        return AuditLineParser(
+            source=self.name,
+            cluster=self.config.cluster,
+            locator=str(path),
+            resolve=static_resolver(self.config.nodes),
+            state=state,
         )
 
 

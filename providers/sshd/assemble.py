@@ -1,5 +1,10 @@
 """Pure folding of sshd events into sessions: pairs ends with starts, folds failed attempts.
 
+Whole files use :meth:`SessionAssembler.sessions`; a followed file uses
+:meth:`SessionAssembler.take_changed` after each read (sessions started or changed, closed ones
+then forgotten) and carries the open ones across restarts with ``open_state`` /
+``restore_open``.
+
 An ``Accepted`` line starts a successful session; its end is the first disconnect or
 ``session closed`` of the same pid (else of the same ip + port, and user when both name one).
 ``Invalid user`` / ``Failed`` lines of one pid + user + ip fold into one failed attempt with
@@ -8,13 +13,19 @@ an ``attempts`` count. Every other event line only adds to a session (or pairs w
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from agent.models import AccessMethod, EvidenceRef, Outcome, Session
 from providers.sshd.parse import EventKind, SshdEvent
 
-__all__ = ["SessionAssembler", "SshdTarget", "session_key"]
+__all__ = ["ATTEMPT_TTL", "SessionAssembler", "SshdTarget", "session_key"]
+
+ATTEMPT_TTL = timedelta(minutes=10)
+"""A failed attempt this much older than the newest line can gain no more lines (sshd's
+LoginGraceTime, 2 minutes by default, cuts unauthenticated connections long before)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,8 @@ class _Pending:
     end_line: int | None = None
     end_name: str | None = None
     closed: bool = False
+    dirty: bool = False
+    saved_start: dict[str, Any] | None = None
 
 
 _FoldKey = tuple[int | None, str | None, str | None, int | None]
@@ -62,9 +75,13 @@ class SessionAssembler:
         self._by_pid: dict[int, list[_Pending]] = {}
         self._by_addr: dict[tuple[str, int], list[_Pending]] = {}
         self._folds: dict[_FoldKey, _Pending] = {}
+        self._dirty: list[_Pending] = []
+        self._newest: datetime | None = None
 
     def feed(self, event: SshdEvent, *, line: int) -> bool:
         """Take one event; True when its line starts a new session (else it only adds to one)."""
+        if self._newest is None or event.at > self._newest:
+            self._newest = event.at
         if event.kind is EventKind.ACCEPTED:
             self._close_attempts(event)
             self._open(event, line, Outcome.SUCCESS)
@@ -78,17 +95,97 @@ class SessionAssembler:
         """Every session started so far, in file order (open ones have no ``ended_at``)."""
         return [self._session(item) for item in self._items]
 
+    def take_changed(
+        self, *, max_open: int = 1_000, attempt_ttl: timedelta = ATTEMPT_TTL
+    ) -> list[Session]:
+        """Sessions started or changed since the last call (first touched first); then forget
+        the closed ones (they cannot change any more), failed attempts older than
+        ``attempt_ttl`` before the newest event, and all but the newest ``max_open``."""
+        changed = [self._session(item) for item in self._dirty]
+        for item in self._dirty:
+            item.dirty = False
+        self._dirty = []
+        self._prune(max_open, attempt_ttl)
+        return changed
+
+    @property
+    def open_count(self) -> int:
+        """Sessions and attempts kept because their end may still come."""
+        return sum(1 for item in self._items if not item.closed)
+
+    def open_state(self) -> list[dict[str, Any]]:
+        """JSON-able state of the open sessions (persisted with a followed file's offset)."""
+        return [
+            {
+                "start": _saved_start(item),
+                "line": item.line,
+                "outcome": item.outcome.value,
+                "failures": item.failures,
+                "method": item.method,
+                "port": item.port,
+            }
+            for item in self._items
+            if not item.closed
+        ]
+
+    def restore_open(self, state: Sequence[Mapping[str, Any]]) -> None:
+        """Take back sessions saved by :meth:`open_state` (ValueError if it is malformed)."""
+        for raw in state:
+            try:
+                item = _Pending(
+                    start=SshdEvent.model_validate(raw["start"]),
+                    line=int(raw["line"]),
+                    outcome=Outcome(raw["outcome"]),
+                    failures=int(raw.get("failures", 0)),
+                    method=raw.get("method"),
+                    port=raw.get("port"),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"bad saved sshd session state: {exc}") from exc
+            self._index(item)
+            if item.outcome is Outcome.FAILED:
+                self._folds[_fold_key(item.start)] = item
+
     # --- folding --------------------------------------------------------------------------
 
     def _open(self, event: SshdEvent, line: int, outcome: Outcome) -> _Pending:
         item = _Pending(start=event, line=line, outcome=outcome, method=event.method)
         item.port = event.port
-        self._items.append(item)
-        if event.pid is not None:
-            self._by_pid.setdefault(event.pid, []).append(item)
-        if event.ip is not None and event.port is not None:
-            self._by_addr.setdefault((event.ip, event.port), []).append(item)
+        self._index(item)
+        self._touch(item)
         return item
+
+    def _index(self, item: _Pending) -> None:
+        start = item.start
+        self._items.append(item)
+        if start.pid is not None:
+            self._by_pid.setdefault(start.pid, []).append(item)
+        if start.ip is not None and item.port is not None:
+            self._by_addr.setdefault((start.ip, item.port), []).append(item)
+
+    def _touch(self, item: _Pending) -> None:
+        if not item.dirty:
+            item.dirty = True
+            self._dirty.append(item)
+
+    def _prune(self, max_open: int, attempt_ttl: timedelta) -> None:
+        cutoff = self._newest - attempt_ttl if self._newest is not None else None
+        keep = [
+            item
+            for item in self._items
+            if not item.closed
+            and not (
+                item.outcome is Outcome.FAILED and cutoff is not None and item.start.at < cutoff
+            )
+        ]
+        if len(keep) == len(self._items) and len(keep) <= max_open:
+            return
+        keep = keep[-max_open:] if max_open > 0 else []
+        kept = {id(item) for item in keep}
+        self._items = keep
+        self._by_pid = _filtered(self._by_pid, kept)
+        self._by_addr = _filtered(self._by_addr, kept)
+        self._folds = {k: v for k, v in self._folds.items() if id(v) in kept}
 
     def _fail(self, event: SshdEvent, line: int) -> bool:
         key = _fold_key(event)
@@ -98,6 +195,7 @@ class SessionAssembler:
             item = self._open(event, line, Outcome.FAILED)
             self._folds[key] = item
             started = True
+        self._touch(item)
         if event.kind is EventKind.FAILED:
             item.failures += event.repeat
             item.method = item.method or event.method
@@ -115,6 +213,7 @@ class SessionAssembler:
             if not item.closed and item.outcome is Outcome.FAILED:
                 item.closed = True
                 item.ended_at = accepted.at
+                self._touch(item)
 
     def _end(self, event: SshdEvent, line: int) -> None:
         item = self._find_open(event)
@@ -124,6 +223,7 @@ class SessionAssembler:
         item.ended_at = event.at
         item.end_line = line
         item.end_name = _END_NAMES.get(event.kind, event.kind.value)
+        self._touch(item)
 
     def _find_open(self, event: SshdEvent) -> _Pending | None:
         if event.pid is not None:
@@ -173,6 +273,22 @@ _END_NAMES = {
     EventKind.RECEIVED_DISCONNECT: "Received disconnect",
     EventKind.SESSION_CLOSED: "session closed",
 }
+
+
+def _saved_start(item: _Pending) -> dict[str, Any]:
+    """The start event as compact JSON (computed once: the start never changes)."""
+    if item.saved_start is None:
+        item.saved_start = item.start.model_dump(mode="json", exclude_defaults=True)
+    return item.saved_start
+
+
+def _filtered(index: dict[Any, list[_Pending]], kept: set[int]) -> dict[Any, list[_Pending]]:
+    out = {}
+    for key, items in index.items():
+        left = [item for item in items if id(item) in kept]
+        if left:
+            out[key] = left
+    return out
 
 
 def _fold_key(event: SshdEvent) -> _FoldKey:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
+from typing import Any
 
 from agent.errors import RecordError
 from agent.models import Frozen, UtcDatetime
@@ -23,7 +24,9 @@ __all__ = [
     "EventKind",
     "SshdEvent",
     "SyslogParser",
+    "event_from_message",
     "infer_start_year",
+    "is_sshd_program",
     "parse_line",
 ]
 
@@ -162,6 +165,7 @@ class SyslogParser:
         self.tz = tz
         self.rollovers = 0
         self.last_classic: datetime | None = None
+        self._last_key: tuple[str | Any, ...] | None = None
 
     def parse(self, line: str) -> SshdEvent | None:
         """The sshd event on ``line``; None for other syslog lines; RecordError for garbage."""
@@ -187,6 +191,9 @@ class SyslogParser:
         return _Frame(at, rest.split(" ", 1)[0], None, None, "")
 
     def _classic_time(self, m: re.Match[str]) -> datetime:
+        key = m.group("mon", "day", "h", "m", "s", "frac")
+        if key == self._last_key and self.last_classic is not None:
+            return self.last_classic  # busy logs repeat the same second line after line
         month = _MONTHS.get(m["mon"])
         if month is None:
             raise RecordError(f"not a syslog line: unknown month {m['mon']!r}")
@@ -198,6 +205,7 @@ class SyslogParser:
             self.rollovers += 1
             at = self._at(self.year, parts)
         self.last_classic = at
+        self._last_key = key
         return at
 
     def _at(self, year: int, parts: tuple[int, int, int, int, int, int]) -> datetime:
@@ -211,6 +219,20 @@ class SyslogParser:
 def parse_line(line: str, *, year: int, tz: tzinfo = UTC) -> SshdEvent | None:
     """Parse one line on its own (no rollover tracking); see :meth:`SyslogParser.parse`."""
     return SyslogParser(year=year, tz=tz).parse(line)
+
+
+def is_sshd_program(name: str | None) -> bool:
+    """True for the program names OpenSSH's server logs under (sshd, sshd-session, ...)."""
+    return name is not None and _SSHD_PROGRAM.match(name) is not None
+
+
+def event_from_message(
+    *, at: datetime, host: str, program: str | None, pid: int | None, message: str
+) -> SshdEvent | None:
+    """The sshd event in an already framed message (a journald record); None if not sshd's."""
+    if not is_sshd_program(program):
+        return None
+    return _event(_Frame(at, host, program, pid, message))
 
 
 def infer_start_year(lines: Iterable[str], *, last_modified: datetime, tz: tzinfo = UTC) -> int:

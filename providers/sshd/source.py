@@ -1,5 +1,9 @@
 """``sshd-log`` source: one OpenSSH auth log file of one host -> one batch of SSH sessions.
 
+``format: syslog`` (default) reads auth.log / secure text, ``format: journal-json`` reads
+``journalctl -o json`` output. ``chipwarden watch`` follows the file instead (``follow_paths``
+and ``line_parser``: the :class:`agent.contracts.FollowableSource` protocol).
+
 Every line is counted: it starts a session, or is ignored (not session-relevant, another
 syslog host, only adds to a session such as a disconnect, or outside an explicit window),
 or is quarantined (not syslog at all, or a malformed sshd line). So for each file
@@ -10,8 +14,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -21,10 +24,12 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.config import ResolvedPath
-from agent.contracts import CollectContext, SessionBatch, SourceEnv
-from agent.errors import ConfigError, RecordError, SourceError
+from agent.contracts import Clock, CollectContext, SessionBatch, SourceEnv
+from agent.errors import ConfigError, SourceError
 from agent.models import ScopeError
 from providers.sshd.assemble import SessionAssembler, SshdTarget
+from providers.sshd.follow import LineOutcome, LineParse, SshdLineParser, take_line
+from providers.sshd.journal import JournalParser
 from providers.sshd.parse import SyslogParser, infer_start_year
 
 __all__ = ["InstanceSpec", "SshdLogConfig", "SshdLogSource"]
@@ -49,14 +54,16 @@ class InstanceSpec(BaseModel):
 class SshdLogConfig(BaseModel):
     """Config of one ``sshd-log`` source entry.
 
-    ``year``: year of the first classic-syslog line (default: inferred from the file's mtime);
-    ``host``: keep only lines from this syslog host; ``timezone``: of classic timestamps.
+    ``format``: ``syslog`` text or ``journal-json`` (``journalctl -o json``); ``year``: year
+    of the first classic-syslog line (default: inferred from the file's mtime); ``host``: keep
+    only lines from this syslog host / ``_HOSTNAME``; ``timezone``: of classic timestamps.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: Literal["sshd-log"]
     path: ResolvedPath
+    format: Literal["syslog", "journal-json"] = "syslog"
     year: int | None = Field(default=None, ge=1970, le=9999)
     instance: InstanceSpec
     host: str | None = None
@@ -72,22 +79,15 @@ class SshdLogConfig(BaseModel):
         return value
 
 
-@dataclass
-class _Tally:
-    lines: int = 0
-    started: int = 0
-    ignored: int = 0
-    quarantined: int = 0
-
-
 class SshdLogSource:
     """Reads one sshd log (plain or gzip) and yields its sessions as one batch."""
 
     Config: ClassVar[type[BaseModel]] = SshdLogConfig
 
-    def __init__(self, *, name: str, config: SshdLogConfig) -> None:
+    def __init__(self, *, name: str, config: SshdLogConfig, clock: Clock | None = None) -> None:
         self.name = name
         self.config = config
+        self._clock: Clock = clock or (lambda: datetime.now(UTC))
         self.target = SshdTarget(
             provider=config.instance.provider,
             account=config.instance.account,
@@ -111,7 +111,7 @@ class SshdLogSource:
                     hint="an sshd-log source needs type, path and instance "
                     "{provider, account, instance_id}",
                 ) from exc
-        return cls(name=env.name, config=config)
+        return cls(name=env.name, config=config, clock=env.clock)
 
     def sessions(self, ctx: CollectContext) -> Iterator[SessionBatch]:
         """One batch for the file; problems go to ``ctx`` (never raised).
@@ -120,69 +120,77 @@ class SshdLogSource:
         """
         path = self.config.path
         try:
-            year = self._start_year(path)
+            parser = self._parser(path, None)
         except _READ_ERRORS as exc:
             self._scope_error(ctx, path, exc)
             return
-        parser = SyslogParser(year=year, tz=self._tz)
         assembler = SessionAssembler(target=self.target, source=self.name, locator=str(path))
-        tally = _Tally()
+        tally = dict.fromkeys(LineOutcome, 0)
         try:
             for n, line in enumerate(_read_lines(path), start=1):
-                self._take(ctx, tally, parser, assembler, line=line, n=n)
+                outcome = take_line(
+                    ctx,
+                    source=self.name,
+                    locator=str(path),
+                    parser=parser,
+                    assembler=assembler,
+                    host=self.config.host,
+                    line=line,
+                    n=n,
+                )
+                tally[outcome] += 1
         except _READ_ERRORS as exc:
             self._scope_error(ctx, path, exc)
-            if tally.lines == 0:
+            if sum(tally.values()) == 0:
                 return
         sessions = assembler.sessions()
+        ignored = tally[LineOutcome.IGNORED]
         if ctx.window.explicit:
             sessions = [s for s in sessions if ctx.window.contains(s.started_at)]
-            outside = tally.started - len(sessions)
+            outside = tally[LineOutcome.STARTED] - len(sessions)
             ctx.count_ignored(outside)
-            tally.ignored += outside
+            ignored += outside
         log.info(
             "sshd_log_read",
             source=self.name,
             path=str(path),
-            start_year=year,
+            format=self.config.format,
+            start_year=getattr(parser, "year", None),
             rollovers=parser.rollovers,
-            lines=tally.lines,
+            lines=sum(tally.values()),
             sessions=len(sessions),
-            ignored=tally.ignored,
-            quarantined=tally.quarantined,
+            ignored=ignored,
+            quarantined=tally[LineOutcome.QUARANTINED],
         )
         ctx.on_progress(str(path), len(sessions))
         yield SessionBatch(unit=str(path), sessions=tuple(sessions))
 
-    def _take(
-        self,
-        ctx: CollectContext,
-        tally: _Tally,
-        parser: SyslogParser,
-        assembler: SessionAssembler,
-        *,
-        line: str,
-        n: int,
-    ) -> None:
-        ctx.count_read()
-        tally.lines += 1
-        try:
-            event = parser.parse(line) if line.strip() else None
-        except RecordError as exc:
-            ctx.quarantine(
-                source=self.name,
-                locator=str(self.config.path),
-                position=f"line {n}",
-                reason=exc.message,
-            )
-            tally.quarantined += 1
-            return
-        wanted = event is not None and self.config.host in (None, event.host)
-        if event is not None and wanted and assembler.feed(event, line=n):
-            tally.started += 1
-            return
-        ctx.count_ignored()
-        tally.ignored += 1
+    def follow_paths(self) -> list[Path]:
+        """The one file this source follows in ``chipwarden watch``."""
+        return [self.config.path]
+
+    def line_parser(self, path: Path, *, state: Mapping[str, Any] | None) -> SshdLineParser:
+        """Incremental parser for ``path``, resumed from ``state`` (open sessions, year)."""
+        return SshdLineParser(
+            source=self.name,
+            target=self.target,
+            locator=str(path),
+            parser=self._parser(path, state),
+            host=self.config.host,
+            state=state,
+        )
+
+    def _parser(self, path: Path, state: Mapping[str, Any] | None) -> LineParse:
+        return _FORMATS[self.config.format](self, path, state)
+
+    def _syslog_parser(self, path: Path, state: Mapping[str, Any] | None) -> SyslogParser:
+        if state is not None and state.get("year") is not None:
+            return SyslogParser(year=int(state["year"]), tz=self._tz)
+        year = self._start_year(path) if path.exists() else self._year_now()
+        return SyslogParser(year=year, tz=self._tz)
+
+    def _year_now(self) -> int:
+        return self.config.year or self._clock().astimezone(self._tz).year
 
     def _start_year(self, path: Path) -> int:
         mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
@@ -209,6 +217,18 @@ class SshdLogSource:
                 remediation=error.hint,
             )
         )
+
+
+def _journal_parser(
+    _source: SshdLogSource, _path: Path, _state: Mapping[str, Any] | None
+) -> JournalParser:
+    return JournalParser()
+
+
+_FORMATS: dict[str, Callable[[SshdLogSource, Path, Mapping[str, Any] | None], LineParse]] = {
+    "syslog": SshdLogSource._syslog_parser,
+    "journal-json": _journal_parser,
+}
 
 
 def _read_lines(path: Path) -> Iterator[str]:
