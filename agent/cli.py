@@ -1,13 +1,21 @@
 """``chipwarden`` command line: thin typer commands over the same functions the server uses.
 
 Exit codes: 0 ran; 2 usage/config/policy error; 3 findings at or above ``--fail-on``;
-4 the audit ran but some source failed or records were quarantined (partial; wins over 3).
+4 the audit ran but some source failed or records were quarantined (partial; wins over 3);
+143 (128 + SIGTERM) the audit was stopped by SIGTERM after committing the batch in progress
+and saved as partial with an ``interrupted`` scope error (wins over 3 and 4; a second SIGTERM
+kills at once).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-from contextlib import ExitStack
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -32,14 +40,17 @@ from agent.output import (
     render_findings,
     render_records,
 )
-from agent.pipeline import AuditResult, collect_inventory, run_audit
-from agent.store import open_store
+from agent.pipeline import AuditResult, ContextProvider, collect_inventory, run_audit
+from agent.review.hooks import build_audit_hooks
+from agent.sharding import resolve_shard
+from agent.store import SqlStore, open_store
 from agent.window import build_window
 from agent.yamlio import YamlDocument
 
 __all__ = ["app", "main", "run"]
 
 EXIT_OK, EXIT_USAGE, EXIT_FINDINGS, EXIT_PARTIAL = 0, 2, 3, 4
+EXIT_INTERRUPTED = 128 + signal.SIGTERM
 
 app = typer.Typer(
     name="chipwarden",
@@ -163,9 +174,28 @@ def audit(
     ] = True,
     log_format: LogFormatOpt = "console",
     log_level: LogLevelOpt = "warning",
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Read only shard I of N (e.g. 0/4) of the work units (account x region x "
+            "source x day); run N of them at once against one PostgreSQL store.",
+            envvar="CHIPWARDEN_SHARD",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            min=1,
+            help="Number of shards; this one's index comes from $JOB_COMPLETION_INDEX "
+            "(a Kubernetes Indexed Job).",
+        ),
+    ] = None,
 ) -> None:
     """Collect sessions, evaluate policies, store findings and print the flagged sessions."""
     _setup_logging(log_format, log_level)
+    part = resolve_shard(shard=shard, shards=shards, environ=os.environ)
     cfg, doc = _load(config, sample, store)
     plugins = build_plugins(cfg, doc=doc, clock=_now)
     engine = build_engine(cfg, clock=_now)
@@ -173,8 +203,10 @@ def audit(
     window = build_window(since=since, until=until, clock=_now)
     out_fmt = _format(fmt, output)
     with ExitStack() as stack:
+        stop_requested = stack.enter_context(_sigterm_drain())
         enricher = stack.enter_context(GeoEnricher.from_config(cfg.geo, base_dir=cfg.base_dir))
         db = stack.enter_context(open_store(cfg.store))
+        hooks = build_audit_hooks(config=cfg, doc=doc, store=db, clock=_now)
         bar = _progress(stack) if progress and err.is_terminal else None
         result = run_audit(
             plugins=plugins,
@@ -185,6 +217,12 @@ def audit(
             window=window,
             clock=_now,
             progress=bar,
+            should_stop=stop_requested,
+            context_providers=_detection_context(cfg, db),
+            finding_hook=hooks.finding_hook,
+            after_run=hooks.after_run,
+            shard=part,
+            run_id=f"{uuid.uuid4().hex[:12]}-{part.index}of{part.count}" if part.active else None,
         )
         out = _open_out(stack, output)
         render_findings(result.findings, out_fmt, out, title="chipwarden: flagged sessions")
@@ -223,7 +261,29 @@ def _summary(result: AuditResult) -> None:
         err.print(f"  ... and {c.quarantined - 20} more quarantined records")
 
 
+@contextmanager
+def _sigterm_drain() -> Iterator[Callable[[], bool]]:
+    """While open, SIGTERM only asks the audit to stop after its current batch is committed;
+    a second SIGTERM terminates at once. Yields the "stop requested?" check."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set  # signal handlers can only be installed from the main thread
+        return
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        requested.set()  # nothing else here: the handler may run between any two bytecodes
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _exit_code(result: AuditResult, fail_on: Severity | None) -> int:
+    if any(e.code == "interrupted" for e in result.run.scope_errors):
+        return EXIT_INTERRUPTED
     if result.partial:
         return EXIT_PARTIAL
     if fail_on is not None and any(
@@ -409,3 +469,37 @@ def _register_service_commands() -> None:
 
 
 _register_service_commands()
+
+
+def _register_policy_commands() -> None:
+    from agent.cli_policy import register_commands
+
+    register_commands(policy_app)
+
+
+_register_policy_commands()
+
+
+def _register_watch_command() -> None:
+    from agent.cli_watch import register_commands as register_watch
+
+    register_watch(app)
+
+
+_register_watch_command()
+
+
+def _detection_context(cfg: AppConfig, db: SqlStore) -> list[ContextProvider]:
+    """Ownership and principal-history context for ``audit`` (agent/cli_detection.py)."""
+    from agent.cli_detection import build_context_providers
+
+    return build_context_providers(cfg, store=db)
+
+
+def _register_detection_commands() -> None:
+    from agent.cli_detection import register_commands as register_detection
+
+    register_detection(app, policy_app)
+
+
+_register_detection_commands()

@@ -105,6 +105,11 @@ class SqlStore:
         """The SQLAlchemy engine (for diagnostics and tests)."""
         return self._engine
 
+    @property
+    def target(self) -> StoreTarget:
+        """The parsed store URL (companion stores share its error translation)."""
+        return self._target
+
     # -- transactions -----------------------------------------------------------------
 
     def _write(self, action: str, work: Callable[[Connection], T]) -> T:
@@ -137,6 +142,7 @@ class SqlStore:
         sessions: Sequence[Session],
         checkpoint: tuple[str, str] | None,
         run_id: str,
+        more_checkpoints: Sequence[tuple[str, str]] = (),
     ) -> int:
         """Upsert sessions and findings and set the checkpoint, all in ONE transaction.
 
@@ -174,6 +180,9 @@ class SqlStore:
             if checkpoint is not None:
                 scope, value = checkpoint
                 conn.execute(self._sql.upsert_checkpoint, checkpoint_row(scope, value, now=now))
+            if more_checkpoints:  # several units committed together (pipeline coalescing)
+                rows = [checkpoint_row(scope, value, now=now) for scope, value in more_checkpoints]
+                conn.execute(self._sql.upsert_checkpoint, rows)
             return len(new_ids)
 
         new = self._write("commit the batch", work)

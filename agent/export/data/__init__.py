@@ -1,0 +1,1 @@
+"""Data files of the exporters (country centres for the world map)."""

@@ -1,0 +1,1 @@
+"""Review workflow: hash-chained trail, exceptions with expiry, API tokens and roles."""
