@@ -184,8 +184,11 @@ class GeoEnricher:
         return self._reputation.tag(intel, at)
 
     def _lookup(self, ips: Sequence[str | None]) -> list[IpIntel]:
-        table: dict[Any, IpIntel | None] = dict.fromkeys(ips)
         cache_get = self._cache.get
+        cached = list(map(cache_get, ips))  # the per-run cache answers most batches whole
+        if None not in cached:
+            return cast("list[IpIntel]", cached)
+        table: dict[Any, IpIntel | None] = dict.fromkeys(ips)
         public_raw: list[Any] = []
         public_norm: list[str] = []
         hits = 0

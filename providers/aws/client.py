@@ -1,23 +1,29 @@
 """The AWS SDK facade: the only module that imports boto3/botocore.
 
-``AwsClient`` pages, retries (botocore standard/adaptive modes) and translates every SDK
-exception into ``agent.errors`` through ``translate_errors``, so nothing above this module
-ever sees a botocore type.
+``AwsClient`` pages, retries (botocore standard/adaptive modes), assumes roles into member
+accounts (credentials refreshed before expiry) and translates every SDK exception into
+``agent.errors`` through ``translate_errors``, so nothing above this module ever sees a
+botocore type. Clients are created under a lock and shared by the fan-out's threads.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import boto3
+import botocore.session
 import structlog
 from botocore import exceptions as bex
 from botocore.config import Config as BotoConfig
+from botocore.credentials import CredentialProvider, CredentialResolver, RefreshableCredentials
 
 from agent.errors import (
     ProviderAuthError,
@@ -25,8 +31,16 @@ from agent.errors import (
     ProviderUnavailable,
     SourceError,
 )
+from providers.aws.iam import iam_action
 
-__all__ = ["DEFAULT_EVENT_SOURCES", "INSTANCE_STATES", "AwsClient", "translate_errors"]
+__all__ = [
+    "DEFAULT_EVENT_SOURCES",
+    "INSTANCE_STATES",
+    "AwsClient",
+    "AwsNotFound",
+    "CallerIdentity",
+    "translate_errors",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -39,14 +53,6 @@ INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
 _TYPES_PER_CALL = 100  # DescribeInstanceTypes accepts at most 100 names
 _INVALID_TYPES_RE = re.compile(r"do not exist: \[([^\]]*)\]")
 
-# API operation -> IAM action it needs (named in permission errors).
-_IAM_ACTIONS = {
-    "DescribeInstances": "ec2:DescribeInstances",
-    "DescribeInstanceTypes": "ec2:DescribeInstanceTypes",
-    "DescribeRegions": "ec2:DescribeRegions",
-    "LookupEvents": "cloudtrail:LookupEvents",
-    "GetCallerIdentity": "sts:GetCallerIdentity",
-}
 _PERMISSION_CODES = frozenset(
     {
         "AccessDenied",
@@ -54,6 +60,7 @@ _PERMISSION_CODES = frozenset(
         "UnauthorizedOperation",
         "Client.UnauthorizedOperation",
         "UnauthorizedAccess",
+        "AWSOrganizationsNotInUseException",
     }
 )
 _AUTH_CODES = frozenset(
@@ -69,6 +76,7 @@ _AUTH_CODES = frozenset(
     }
 )
 _OPT_IN_CODES = frozenset({"OptInRequired", "AuthFailure"})
+_NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "ResourceNotFoundException"})
 _UNAVAILABLE_CODES = frozenset(
     {
         "Throttling",
@@ -104,10 +112,10 @@ _AUTH_HINT = (
 )
 
 
-def _permission_for(operation: str | None, service: str | None) -> str | None:
-    if operation is None:
-        return None
-    return _IAM_ACTIONS.get(operation) or (f"{service}:{operation}" if service else None)
+class AwsNotFound(SourceError):
+    """A bucket, key or log group that does not exist."""
+
+    code = "not_found"
 
 
 def _from_client_error(exc: bex.ClientError, scope: str, service: str | None) -> SourceError:
@@ -115,7 +123,7 @@ def _from_client_error(exc: bex.ClientError, scope: str, service: str | None) ->
     code = str(error.get("Code") or "Unknown")
     text = f"{scope}: {code}: {error.get('Message') or exc}"
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    permission = _permission_for(exc.operation_name, service)
+    permission = iam_action(exc.operation_name, service)
     if code in _PERMISSION_CODES or code.startswith("AccessDenied"):
         hint = f"grant {permission} to the audit role or user" if permission else None
         return ProviderPermissionError(text, permission=permission, hint=hint)
@@ -128,6 +136,8 @@ def _from_client_error(exc: bex.ClientError, scope: str, service: str | None) ->
             hint="the region may not be enabled for this account: opt in (Account > AWS "
             "Regions) or drop it from the source's regions list",
         )
+    if code in _NOT_FOUND_CODES:
+        return AwsNotFound(text, hint="check the bucket / log group name and its region")
     if code in _UNAVAILABLE_CODES or status >= 500:
         return ProviderUnavailable(
             f"{text} (after retries)",
@@ -158,11 +168,67 @@ def translate_errors(scope: str, *, service: str | None = None) -> Iterator[None
         raise _translate(exc, scope, service) from exc
 
 
+@dataclass(frozen=True)
+class CallerIdentity:
+    """STS GetCallerIdentity: the account and ARN of the credentials in use."""
+
+    account: str
+    arn: str
+
+    @property
+    def partition(self) -> str:
+        """``aws``, ``aws-cn`` or ``aws-us-gov`` (from the ARN)."""
+        parts = self.arn.split(":")
+        return parts[1] if len(parts) > 1 and parts[1] else "aws"
+
+
+@dataclass
+class _TypeCache:
+    """DescribeInstanceTypes answers per region, shared by every account's client."""
+
+    types: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    invalid: dict[str, set[str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _StaticProvider(CredentialProvider):  # type: ignore[misc]
+    """Hands one (refreshable) credentials object to a botocore session's resolver."""
+
+    METHOD = "chipwarden-assume-role"
+
+    def __init__(self, credentials: RefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> RefreshableCredentials:
+        return self._credentials
+
+
+class _TranslatedStream(io.RawIOBase):
+    """A response body whose read errors leave as ``agent.errors``."""
+
+    def __init__(self, body: Any, scope: str) -> None:
+        super().__init__()
+        self._body = body
+        self._scope = scope
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with translate_errors(self._scope, service="s3"):
+            data = self._body.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        return size
+
+
 class AwsClient:
     """A boto3 Session plus one retrying client per (service, region).
 
     ``max_attempts`` counts the first try (like ``AWS_MAX_ATTEMPTS``); ``retry_mode`` is
     botocore's ``standard`` or ``adaptive`` (client-side rate limiting for LookupEvents).
+    ``assume_role`` returns a child client for a member account sharing the type cache.
     """
 
     def __init__(
@@ -177,22 +243,26 @@ class AwsClient:
         connect_timeout: float = 10,
         read_timeout: float = 60,
         page_size: int = 50,
+        max_pool_connections: int = 10,
+        _types: _TypeCache | None = None,
     ) -> None:
         with translate_errors(f"aws profile {profile or 'default'}"):
             self._session = session or boto3.Session(profile_name=profile, region_name=region)
         self.region = region
         self.endpoint_url = endpoint_url
         self.page_size = page_size
+        self._settings = (retry_mode, max_attempts, connect_timeout, read_timeout)
         self._config = BotoConfig(
             retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             user_agent_extra="chipwarden",
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            max_pool_connections=max_pool_connections,
         )
         self._clients: dict[tuple[str, str], Any] = {}
-        self._account: str | None = None
-        self._types: dict[str, dict[str, dict[str, Any]]] = {}
-        self._invalid_types: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+        self._identity: CallerIdentity | None = None
+        self._cache = _types or _TypeCache()
 
     @property
     def default_region(self) -> str:
@@ -202,28 +272,103 @@ class AwsClient:
     def client(self, service: str, region: str | None = None) -> Any:
         """The cached boto3 client for ``service`` in ``region`` (tests attach fakes here)."""
         key = (service, region or self.default_region)
-        if key not in self._clients:
-            with translate_errors(f"{service}/{key[1]}", service=service):
-                self._clients[key] = self._session.client(
-                    service,
-                    region_name=key[1],
-                    endpoint_url=self.endpoint_url,
-                    config=self._config,
-                )
-        return self._clients[key]
+        with self._lock:
+            if key not in self._clients:
+                with translate_errors(f"{service}/{key[1]}", service=service):
+                    self._clients[key] = self._session.client(
+                        service,
+                        region_name=key[1],
+                        endpoint_url=self.endpoint_url,
+                        config=self._config,
+                    )
+            return self._clients[key]
+
+    # ------------------------------------------------------------------ identity and scope
+
+    def caller_identity(self) -> CallerIdentity:
+        """Account and ARN of the credentials in use (STS GetCallerIdentity, cached)."""
+        if self._identity is None:
+            with translate_errors("aws", service="sts"):
+                reply = self.client("sts").get_caller_identity()
+            self._identity = CallerIdentity(account=str(reply["Account"]), arn=str(reply["Arn"]))
+        return self._identity
 
     def caller_account(self) -> str:
-        """Account id of the credentials in use (STS GetCallerIdentity)."""
-        if self._account is None:
-            with translate_errors("aws", service="sts"):
-                self._account = str(self.client("sts").get_caller_identity()["Account"])
-        return self._account
+        """Account id of the credentials in use."""
+        return self.caller_identity().account
+
+    def organization_accounts(self) -> list[dict[str, Any]]:
+        """Every account of the organization (Organizations ListAccounts), with its Status."""
+        with translate_errors("organization", service="organizations"):
+            pages = self.client("organizations").get_paginator("list_accounts").paginate()
+            return [account for page in pages for account in page.get("Accounts", [])]
+
+    def assume_role(
+        self,
+        *,
+        role_arn: str,
+        account: str,
+        session_name: str,
+        external_id: str | None = None,
+        duration_seconds: int = 3600,
+    ) -> AwsClient:
+        """A client for ``account`` through STS AssumeRole; botocore refreshes the credentials
+        before they expire. The first AssumeRole runs now, so a denied role fails here."""
+        sts = self.client("sts")
+        params: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": session_name,
+            "DurationSeconds": duration_seconds,
+        }
+        if external_id:
+            params["ExternalId"] = external_id
+
+        def fetch() -> dict[str, str]:
+            with translate_errors(f"{account}: AssumeRole {role_arn}", service="sts"):
+                creds = sts.assume_role(**params)["Credentials"]
+            log.debug("aws_role_assumed", account=account, role=role_arn)
+            expiry = creds["Expiration"]
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry),
+            }
+
+        credentials = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method=_StaticProvider.METHOD
+        )
+        core = botocore.session.Session()
+        core.register_component(
+            "credential_provider", CredentialResolver(providers=[_StaticProvider(credentials)])
+        )
+        parent = getattr(self._session, "_session", None)  # boto3 keeps its botocore session here
+        if parent is not None:
+            # Share the parsed service models: without this every account re-reads the EC2
+            # model (megabytes of JSON) for its own session.
+            core.register_component("data_loader", parent.get_component("data_loader"))
+        retry_mode, max_attempts, connect_timeout, read_timeout = self._settings
+        child = AwsClient(
+            region=self.default_region,
+            endpoint_url=self.endpoint_url,
+            session=boto3.Session(botocore_session=core, region_name=self.default_region),
+            retry_mode=retry_mode,
+            max_attempts=max_attempts,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            page_size=self.page_size,
+            _types=self._cache,
+        )
+        child._identity = CallerIdentity(account=account, arn=role_arn)
+        return child
 
     def enabled_regions(self) -> list[str]:
         """Regions enabled for the account (EC2 DescribeRegions), sorted."""
         with translate_errors(f"aws/{self.default_region}", service="ec2"):
             regions = self.client("ec2").describe_regions()["Regions"]
         return sorted(r["RegionName"] for r in regions)
+
+    # ------------------------------------------------------------------ EC2 inventory
 
     def describe_instances(self, region: str) -> Iterator[dict[str, Any]]:
         """Every pending/running/stopping/stopped instance in ``region`` (paginated)."""
@@ -240,19 +385,18 @@ class AwsClient:
                     yield from reservation.get("Instances", [])
 
     def instance_type_info(self, region: str, types: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """``InstanceTypeInfo`` by type name (DescribeInstanceTypes, cached per region).
-
-        Names EC2 does not know are left out of the result.
-        """
-        cache = self._types.setdefault(region, {})
-        invalid = self._invalid_types.setdefault(region, set())
-        wanted = sorted({t for t in types if t})
-        missing = [t for t in wanted if t not in cache and t not in invalid]
-        with translate_errors(region, service="ec2"):
-            ec2 = self.client("ec2", region)
-            for start in range(0, len(missing), _TYPES_PER_CALL):
-                self._fetch_types(ec2, missing[start : start + _TYPES_PER_CALL], cache, invalid)
-        return {t: cache[t] for t in wanted if t in cache}
+        """``InstanceTypeInfo`` by type name (DescribeInstanceTypes, cached per region and
+        shared across accounts). Names EC2 does not know are left out of the result."""
+        with self._cache.lock:
+            cache = self._cache.types.setdefault(region, {})
+            invalid = self._cache.invalid.setdefault(region, set())
+            wanted = sorted({t for t in types if t})
+            missing = [t for t in wanted if t not in cache and t not in invalid]
+            with translate_errors(region, service="ec2"):
+                ec2 = self.client("ec2", region)
+                for start in range(0, len(missing), _TYPES_PER_CALL):
+                    self._fetch_types(ec2, missing[start : start + _TYPES_PER_CALL], cache, invalid)
+            return {t: cache[t] for t in wanted if t in cache}
 
     @staticmethod
     def _fetch_types(
@@ -283,6 +427,8 @@ class AwsClient:
             for name in names:
                 AwsClient._fetch_types(ec2, [name], cache, invalid)
 
+    # ------------------------------------------------------------------ logs and trails
+
     def lookup_events(
         self,
         region: str,
@@ -312,6 +458,68 @@ class AwsClient:
                     )
                     for event in events:
                         yield _parse_event(event.get("CloudTrailEvent"))
+
+    def list_keys(
+        self, bucket: str, prefix: str, *, start_after: str | None = None, region: str | None = None
+    ) -> Iterator[str]:
+        """Object keys under ``prefix`` in key order (ListObjectsV2, paginated)."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if start_after:
+            params["StartAfter"] = start_after
+        with translate_errors(f"s3://{bucket}/{prefix}", service="s3"):
+            pages = self.client("s3", region).get_paginator("list_objects_v2").paginate(**params)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])
+
+    @contextmanager
+    def open_object(
+        self, bucket: str, key: str, *, region: str | None = None
+    ) -> Iterator[BinaryIO]:
+        """A buffered stream of one S3 object (GetObject); nothing is read ahead."""
+        scope = f"s3://{bucket}/{key}"
+        with translate_errors(scope, service="s3"):
+            body = self.client("s3", region).get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            yield io.BufferedReader(_TranslatedStream(body, scope), buffer_size=1 << 16)
+        finally:
+            body.close()
+
+    def filter_log_events(
+        self,
+        group: str,
+        *,
+        region: str | None,
+        start_ms: int,
+        end_ms: int,
+        pattern: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """CloudWatch Logs events of ``group`` in [start_ms, end_ms] (FilterLogEvents)."""
+        params: dict[str, Any] = {"logGroupName": group, "startTime": start_ms, "endTime": end_ms}
+        if pattern:
+            params["filterPattern"] = pattern
+        with translate_errors(f"logs:{group}", service="logs"):
+            pages = (
+                self.client("logs", region).get_paginator("filter_log_events").paginate(**params)
+            )
+            for page in pages:
+                yield from page.get("events", [])
+
+    def ssm_history(self, region: str, *, target: str, after: datetime) -> Iterator[dict[str, Any]]:
+        """Terminated Session Manager sessions to ``target`` started after ``after``
+        (SSM DescribeSessions, State=History)."""
+        filters = [
+            {"key": "Target", "value": target},
+            {"key": "InvokedAfter", "value": after.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        ]
+        with translate_errors(f"{region}: ssm sessions of {target}", service="ssm"):
+            pages = (
+                self.client("ssm", region)
+                .get_paginator("describe_sessions")
+                .paginate(State="History", Filters=filters)
+            )
+            for page in pages:
+                yield from page.get("Sessions", [])
 
 
 def _parse_event(raw: Any) -> Any:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, BinaryIO, ClassVar, Literal, Self
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,8 +26,23 @@ from agent.contracts import CollectContext, SessionBatch, SourceEnv
 from agent.errors import ConfigError
 from agent.models import ScopeError
 from providers.aws.collect import RecordCollector
+from providers.aws.fastscan import (
+    checkpoint_scope,
+    file_fingerprint,
+    read_ahead,
+    scan_document,
+    unit_key,
+)
+from providers.aws.flowsessions import TargetIndex
+from providers.aws.joins import resolve_tunnel_targets
 
-__all__ = ["CloudTrailFilesConfig", "CloudTrailFilesSource", "parse_document"]
+__all__ = [
+    "CloudTrailFilesConfig",
+    "CloudTrailFilesSource",
+    "Unreadable",
+    "parse_document",
+    "parse_stream",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +58,8 @@ class CloudTrailFilesConfig(BaseModel):
 
     type: Literal["cloudtrail-files"]
     paths: list[ResolvedGlob] = Field(min_length=1)
+    incremental: bool = False
+    """Skip files already read (same path, size and mtime) unless --since is given."""
 
 
 class Unreadable(Exception):
@@ -92,7 +111,7 @@ def _json_lines(text: str, error: json.JSONDecodeError) -> list[Entry]:
     try:
         if not isinstance(json.loads(first), dict):
             raise ValueError("first line is not a JSON object")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Unreadable(
             "invalid_json",
             f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}",
@@ -108,7 +127,27 @@ def _json_lines(text: str, error: json.JSONDecodeError) -> list[Entry]:
             entries.append(
                 (f"line {number}", None, f"invalid JSON: {exc.msg} (column {exc.colno})")
             )
+        except (ValueError, RecursionError) as exc:
+            entries.append((f"line {number}", None, f"unparseable JSON: {type(exc).__name__}"))
     return entries
+
+
+def parse_stream(stream: BinaryIO) -> list[Entry]:
+    """Like ``parse_document`` for a binary stream (an S3 body): gzip is decompressed while
+    reading, so only the one document is ever in memory."""
+    head = stream.peek(2)[:2] if isinstance(stream, io.BufferedReader) else b""
+    if head == GZIP_MAGIC:
+        try:
+            data = gzip.GzipFile(fileobj=stream, mode="rb").read()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise Unreadable(
+                "corrupt_gzip",
+                f"corrupt gzip data: {exc}",
+                "re-download the object from the trail's S3 bucket",
+            ) from exc
+    else:
+        data = stream.read()
+    return parse_document(data)
 
 
 def parse_document(data: bytes) -> list[Entry]:
@@ -121,6 +160,12 @@ def parse_document(data: bytes) -> list[Entry]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         return _json_lines(text, exc)
+    except (ValueError, RecursionError) as exc:  # 4300+ digit integers, nesting past the limit
+        raise Unreadable(
+            "invalid_json",
+            f"unparseable JSON: {type(exc).__name__}: {str(exc)[:200]}",
+            "expected a CloudTrail JSON document, a JSON list of records or JSON Lines",
+        ) from exc
     if isinstance(doc, dict) and "Records" in doc:
         doc = doc["Records"]
         if not isinstance(doc, list):
@@ -141,9 +186,13 @@ def parse_document(data: bytes) -> list[Entry]:
 
 
 def _expand(pattern: str) -> list[Path]:
-    if os.path.isdir(pattern):
-        root = Path(pattern)
-        return [p for p in root.rglob("*") if p.is_file() and p.name.endswith(_DIR_SUFFIXES)]
+    if os.path.isdir(pattern):  # os.walk: directory entries know their type, no stat per file
+        return [
+            Path(folder, name)
+            for folder, _dirs, names in os.walk(pattern)
+            for name in names
+            if name.endswith(_DIR_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
+        ]
     return [Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
 
 
@@ -155,6 +204,18 @@ class CloudTrailFilesSource:
     def __init__(self, *, name: str, config: CloudTrailFilesConfig) -> None:
         self.name = name
         self.config = config
+        self._owns: Callable[[str], bool] | None = None
+        self._index: tuple[object, TargetIndex] | None = None
+
+    def _tunnel_index(self, ctx: CollectContext) -> TargetIndex:
+        """The run's instances by private IP, built once per inventory (not once per file)."""
+        if self._index is None or self._index[0] is not ctx.inventory:
+            self._index = (ctx.inventory, TargetIndex(ctx.inventory, gpu_only=False))
+        return self._index[1]
+
+    def select_units(self, owns: Callable[[str], bool]) -> None:
+        """Read only the files whose unit (account x region x day) ``owns`` accepts."""
+        self._owns = owns
 
     @classmethod
     def from_config(cls, config: Any, *, env: SourceEnv) -> Self:
@@ -188,22 +249,59 @@ class CloudTrailFilesSource:
                     )
                 )
             found.update(matched)
-        return sorted(found)
+        if self._owns is not None:
+            owns = self._owns
+            found = {p for p in found if owns(unit_key(self.name, p))}
+        return sorted(found, key=lambda p: p.parts)  # Path order, without Path comparisons
 
     def sessions(self, ctx: CollectContext) -> Iterator[SessionBatch]:
-        """One batch per file; digest files are skipped."""
+        """One batch per file; digest files and (``incremental``) unchanged files are skipped.
+        The next files are read and decompressed in the background while one is scanned."""
+        todo: list[Path] = []
+        states: dict[Path, tuple[str, str] | None] = {}
         for path in self.files(ctx):
             if DIGEST_MARKER in str(path):
                 log.debug("cloudtrail_digest_skipped", path=str(path))
                 continue
-            batch = self._read(ctx, path)
+            state = states[path] = self._state(ctx, path)
+            if state is not None and ctx.checkpoint(state[0]) == state[1]:
+                log.debug("cloudtrail_file_unchanged", source=self.name, path=str(path))
+                continue
+            todo.append(path)
+        for path, data in read_ahead(todo):
+            batch = self._read(ctx, path, data)
+            state = states[path]
             if batch is not None:
+                if state is not None:
+                    batch = replace(batch, checkpoint_scope=state[0], checkpoint=state[1])
                 yield batch
 
-    def _read(self, ctx: CollectContext, path: Path) -> SessionBatch | None:
+    def _state(self, ctx: CollectContext, path: Path) -> tuple[str, str] | None:
+        """(scope, fingerprint) of an incremental read; files are read whole with --since."""
+        if not self.config.incremental or ctx.window.explicit:
+            return None
+        try:
+            return checkpoint_scope(self.name, path), file_fingerprint(path.stat())
+        except OSError:
+            return None  # _read reports it
+
+    def list_files(self, ctx: CollectContext) -> list[Path]:
+        """The files ``chipwarden watch`` reads once each (digest files left out)."""
+        return [p for p in self.files(ctx) if DIGEST_MARKER not in str(p)]
+
+    def read_file(self, path: Path, ctx: CollectContext) -> SessionBatch | None:
+        """One file's batch (None when it could not be read: a ScopeError says why)."""
+        return self._read(ctx, path)
+
+    def _read(
+        self, ctx: CollectContext, path: Path, data: bytes | OSError | None = None
+    ) -> SessionBatch | None:
         locator = str(path)
         try:
-            entries = parse_document(path.read_bytes())
+            if isinstance(data, OSError):
+                raise data
+            raw = path.read_bytes() if data is None else data
+            scan = scan_document(raw, fallback=parse_document)
         except OSError as exc:
             self._unreadable(
                 ctx,
@@ -221,12 +319,20 @@ class CloudTrailFilesSource:
         collector = RecordCollector(
             ctx=ctx, source=self.name, locator=locator, kind="file", filter_window=True
         )
-        for position, record, reason in entries:
+        for position, record, reason in scan.entries:
             if reason is not None:
                 collector.add_unparsable(position=position, reason=reason)
             else:
                 collector.add(record, position=position)
-        sessions = collector.sessions()
+        if scan.skipped:  # records that cannot be session events, never parsed
+            ctx.count_read(scan.skipped)
+            ctx.count_ignored(scan.skipped)
+            collector.read += scan.skipped
+            collector.ignored += scan.skipped
+        tagged = collector.tagged()
+        if ctx.inventory:
+            tagged = resolve_tunnel_targets(tagged, self._tunnel_index(ctx))
+        sessions = tuple(s for _, s in tagged)
         ctx.on_progress(locator, collector.read)
         log.info(
             "cloudtrail_file_read",

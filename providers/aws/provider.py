@@ -1,60 +1,87 @@
-"""Live AWS source: EC2 inventory (with accelerators) and CloudTrail LookupEvents sessions.
+"""Live AWS source: GPU inventory and remote-access sessions across accounts and regions.
 
-Every account/region that fails becomes a ``ScopeError`` on the context and the rest goes on:
-an AccessDenied must never read as "no sessions".
+Scope: the caller's account, a list, or the whole Organization (``scope.py``), fanned out over
+account x region with bounded concurrency (``fanout.py``). Sessions come from the org trail
+in S3, a CloudWatch Logs group or LookupEvents (``trails.py``), plus VPC flow logs
+(``flows.py``). Every account/region that fails becomes a ``ScopeError`` and the rest goes
+on: an AccessDenied must never read as "no sessions".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal, Self
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import partial
+from typing import Any, ClassVar, Self
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent.config import format_validation_error
 from agent.contracts import Clock, CollectContext, InstanceTypeCatalog, SessionBatch, SourceEnv
-from agent.errors import ConfigError, ProviderPermissionError, RecordError, SourceError
-from agent.models import Accelerator, GpuInstance, ScopeError, ensure_utc
+from agent.errors import ConfigError, SourceError
+from agent.models import GpuInstance, ScopeError, Session, ensure_utc
 from providers.aws.catalog import AwsInstanceCatalog
-from providers.aws.client import AwsClient
-from providers.aws.collect import RecordCollector
-from providers.aws.normalize import (
-    SESSION_EVENT_SOURCES,
-    accelerators_from_type_info,
-    instance_from_ec2,
+from providers.aws.client import AwsClient, CallerIdentity
+from providers.aws.console import LoginIndex, is_console_started, login_from_session
+from providers.aws.fanout import Unit, fan_out, to_batches
+from providers.aws.fixups import fill_ssm_ends, release_console_sessions
+from providers.aws.flows import FlowReader, flow_bucket_scope, read_flow_bucket, read_flow_log_group
+from providers.aws.flowsessions import TargetIndex, aggregate_hits
+from providers.aws.inventory import read_inventory
+from providers.aws.joins import resolve_tunnel_targets
+from providers.aws.scope import AccountScope, resolve_scope, scope_error
+from providers.aws.settings import REGION_PATTERN, AwsSourceConfig
+from providers.aws.trails import (
+    TrailOutput,
+    bucket_scopes,
+    read_log_group,
+    read_lookup_events,
+    read_trail_bucket,
 )
+from providers.aws.windows import CHECKPOINT_OVERLAP, plan_days
 
 __all__ = ["CHECKPOINT_OVERLAP", "REGION_PATTERN", "AwsSource", "AwsSourceConfig"]
 
 log = structlog.get_logger(__name__)
 
-REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d+$"
-"""us-east-1, us-gov-west-1, cn-north-1, ap-southeast-4: a typo fails config, not at runtime."""
-
-CHECKPOINT_OVERLAP = timedelta(minutes=15)
-"""Re-read this much before a checkpoint: CloudTrail may surface events minutes late, and
-re-reading is harmless (sessions are keyed by eventID)."""
+Tagged = list[tuple[str | None, Session]]
 
 
-class AwsSourceConfig(BaseModel):
-    """``type: aws`` source entry. ``regions: null`` means every region enabled for the account."""
+@dataclass
+class _Run:
+    """State of one collection run (one ``CollectContext``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    ctx: CollectContext
+    caller: CallerIdentity | None = None
+    scopes: list[AccountScope] | None = None
+    inventory: list[GpuInstance] | None = None
 
-    type: Literal["aws"]
-    regions: list[Annotated[str, StringConstraints(pattern=REGION_PATTERN)]] | None = Field(
-        default=None, min_length=1
-    )
-    profile: str | None = None
-    endpoint_url: str | None = None
-    retry_mode: Literal["standard", "adaptive"] = "standard"
-    max_attempts: int = Field(default=5, ge=1, le=20)
+
+@dataclass
+class _Plan:
+    """What one account/region unit reads, with the checkpoints read for it up front."""
+
+    scope: AccountScope
+    region: str
+    trail_days: list[date] = field(default_factory=list)
+    flow_days: list[date] = field(default_factory=list)
+    saved: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Result:
+    """What one unit produced."""
+
+    sessions: Tagged
+    batches: list[SessionBatch]
+    objects: int = 0
+    failed: bool = False
 
 
 class AwsSource:
-    """Inventory and session source for one AWS account (the credentials' account)."""
+    """Inventory and session source for AWS accounts (one, a list, or an Organization)."""
 
     Config: ClassVar[type[BaseModel]] = AwsSourceConfig
 
@@ -72,6 +99,7 @@ class AwsSource:
         self.clock = clock
         self._client = client
         self.catalog: InstanceTypeCatalog = catalog or AwsInstanceCatalog()
+        self._run: _Run | None = None
 
     @classmethod
     def from_config(cls, config: Any, *, env: SourceEnv) -> Self:
@@ -81,7 +109,7 @@ class AwsSource:
                 config = AwsSourceConfig.model_validate(config, context={"base_dir": env.base_dir})
             except ValidationError as exc:
                 problems = format_validation_error(exc, name=f"source {env.name}", lines=None)
-                raise ConfigError("\n".join(problems), hint="see the aws source keys") from exc
+                raise ConfigError("\n".join(problems), hint="see docs/aws.md") from exc
         return cls(name=env.name, config=config, clock=env.clock)
 
     @property
@@ -93,195 +121,336 @@ class AwsSource:
                 endpoint_url=self.config.endpoint_url,
                 retry_mode=self.config.retry_mode,
                 max_attempts=self.config.max_attempts,
+                max_pool_connections=max(10, self.config.max_workers),
             )
         return self._client
 
     # ------------------------------------------------------------------ scope
 
-    def _report(self, ctx: CollectContext, exc: SourceError, *, scope: str, what: str) -> None:
-        permission = exc.permission if isinstance(exc, ProviderPermissionError) else None
-        ctx.scope_error(
-            ScopeError(
-                source=self.name,
-                scope=scope,
-                code=exc.code,
-                message=f"{what} failed: {exc.message}",
-                remediation=exc.hint,
-                permission=permission,
-            )
-        )
-        log.warning(
-            "aws_scope_error", source=self.name, scope=scope, code=exc.code, permission=permission
-        )
+    def _state(self, ctx: CollectContext) -> _Run:
+        if self._run is None or self._run.ctx is not ctx:
+            self._run = _Run(ctx=ctx)
+        return self._run
 
-    def _scope(self, ctx: CollectContext) -> tuple[str, list[str]] | None:
-        """(account, regions) or ``None`` after reporting why they are unknown."""
-        label = f"aws:{self.config.profile or 'default'}"
-        try:
-            account = self.client.caller_account()
-        except SourceError as exc:
-            self._report(ctx, exc, scope=label, what="identifying the AWS account")
-            return None
-        if self.config.regions:
-            return account, list(self.config.regions)
-        try:
-            return account, self.client.enabled_regions()
-        except SourceError as exc:
-            self._report(ctx, exc, scope=f"{account}/*", what="listing enabled regions")
-            return None
+    def _scopes(self, run: _Run) -> list[AccountScope]:
+        if run.scopes is None:
+            try:
+                client = self.client
+            except SourceError as exc:
+                label = f"aws:{self.config.profile or 'default'}"
+                run.ctx.scope_error(
+                    scope_error(exc, source=self.name, scope=label, what="opening the session")
+                )
+                run.scopes = []
+                return run.scopes
+            run.caller, run.scopes = resolve_scope(
+                config=self.config, client=client, ctx=run.ctx, source=self.name
+            )
+        return run.scopes
+
+    def _fan_out(self, units: Sequence[Unit[Any]], ctx: CollectContext) -> Iterator[Any]:
+        for _, result in fan_out(
+            units, ctx=ctx, max_workers=self.config.max_workers, source=self.name
+        ):
+            yield result
 
     # ------------------------------------------------------------------ inventory
 
     def inventory(self, ctx: CollectContext) -> Iterator[GpuInstance]:
-        """Every pending/running/stopping/stopped instance, with its accelerators."""
-        scope = self._scope(ctx)
-        if scope is None:
-            return
-        account, regions = scope
-        for region in regions:
-            try:
-                raw = list(self.client.describe_instances(region))
-            except SourceError as exc:
-                self._report(ctx, exc, scope=f"{account}/{region}", what="EC2 DescribeInstances")
-                continue
-            types = {str(i.get("InstanceType")) for i in raw if i.get("InstanceType")}
-            accelerators = self._accelerators(ctx, account, region, types)
-            for position, item in enumerate(raw):
-                try:
-                    yield instance_from_ec2(
-                        item,
-                        account=account,
+        """Every pending/running/stopping/stopped instance of every account and region, with
+        its accelerators (collected once per run)."""
+        run = self._state(ctx)
+        if run.inventory is None:
+            units = [
+                Unit(
+                    label=f"{scope.account}/{region}",
+                    run=partial(
+                        _inventory_unit,
+                        scope=scope,
                         region=region,
-                        accelerators=accelerators.get(str(item.get("InstanceType"))),
-                    )
-                except RecordError as exc:
-                    ctx.quarantine(
+                        catalog=self.catalog,
                         source=self.name,
-                        locator=f"ec2:DescribeInstances {account}/{region}",
-                        position=f"instance {position}",
-                        reason=exc.message,
-                    )
-            log.info(
-                "aws_inventory_region",
-                source=self.name,
-                account=account,
-                region=region,
-                instances=len(raw),
-            )
-
-    def _accelerators(
-        self, ctx: CollectContext, account: str, region: str, types: set[str]
-    ) -> dict[str, tuple[Accelerator, ...]]:
-        live: Mapping[str, Mapping[str, Any]] = {}
-        try:
-            live = self.client.instance_type_info(region, types)
-        except SourceError as exc:
-            log.warning(
-                "aws_instance_types_fallback", source=self.name, region=region, error=exc.message
-            )
-        out: dict[str, tuple[Accelerator, ...]] = {}
-        for name in sorted(types):
-            found: tuple[Accelerator, ...] | None = None
-            if name in live:
-                try:
-                    found = accelerators_from_type_info(live[name])
-                except RecordError as exc:
-                    log.warning(
-                        "aws_instance_type_malformed", instance_type=name, error=exc.message
-                    )
-            if found is None:
-                found = self.catalog.accelerators(name)
-            if found is None:
-                ctx.scope_error(
-                    ScopeError(
-                        source=self.name,
-                        scope=f"{account}/{region}/{name}",
-                        code="unknown_instance_type",
-                        message=f"accelerators of instance type {name} in {account}/{region} are "
-                        "unknown (not described by EC2 and not in the offline catalog)",
-                        remediation="grant ec2:DescribeInstanceTypes, or regenerate the catalog: "
-                        "python -m providers.aws.data.generate_instance_types",
-                        permission="ec2:DescribeInstanceTypes",
-                    )
+                    ),
                 )
-                found = ()
-            out[name] = found
-        return out
+                for scope in self._scopes(run)
+                for region in scope.regions
+            ]
+            run.inventory = [i for found in self._fan_out(units, ctx) for i in found or ()]
+        return iter(list(run.inventory))
 
     # ------------------------------------------------------------------ sessions
 
-    def _window(
-        self, ctx: CollectContext, checkpoint_scope: str
-    ) -> tuple[datetime, datetime, datetime | None]:
-        """(start, end, saved checkpoint) of the LookupEvents query for one region."""
-        now = ensure_utc(ctx.clock())
-        window = ctx.window
-        lookback = now - timedelta(hours=window.default_lookback_hours)
-        if window.explicit:
-            since = ensure_utc(window.since) if window.since else lookback
-            return since, ensure_utc(window.until) if window.until else now, None
-        saved = ctx.checkpoint(checkpoint_scope)
-        if saved:
-            try:
-                floor = ensure_utc(datetime.fromisoformat(saved))
-            except ValueError:
-                log.warning("aws_checkpoint_invalid", scope=checkpoint_scope, value=saved)
-            else:
-                return floor - CHECKPOINT_OVERLAP, now, floor
-        return lookback, now, None
-
     def sessions(self, ctx: CollectContext) -> Iterator[SessionBatch]:
-        """One batch per region from CloudTrail LookupEvents, checkpointed per region."""
-        scope = self._scope(ctx)
-        if scope is None:
+        """Batches per account/region (one per day read from S3), each with its checkpoint.
+        Units with console-started sessions are held until every ConsoleLogin of the run is
+        known, then released with the client IP attributed."""
+        run = self._state(ctx)
+        scopes = self._scopes(run)
+        if run.caller is None:
             return
-        account, regions = scope
-        for region in regions:
-            yield self._region_batch(ctx, account, region)
-
-    def _region_batch(self, ctx: CollectContext, account: str, region: str) -> SessionBatch:
-        checkpoint_scope = f"aws:{account}:{region}:lookup-events"
-        start, end, floor = self._window(ctx, checkpoint_scope)
-        unit = f"{account}/{region}"
-        collector = RecordCollector(
-            ctx=ctx,
-            source=self.name,
-            locator="cloudtrail:LookupEvents",
-            kind="api",
-            filter_window=False,
+        now = ensure_utc(ctx.clock())
+        targets = ctx.inventory or tuple(run.inventory or ())
+        if not targets and self.config.flow_logs is not None and run.inventory is None:
+            targets = tuple(self.inventory(ctx))
+        indexes = (TargetIndex(targets, gpu_only=False), TargetIndex(targets))
+        gpu_units = frozenset(
+            (i.account, i.region) for i in targets if i.provider == "aws" and i.has_accelerators
         )
-        failed = False
-        try:
-            records = self.client.lookup_events(
-                region, start=start, end=end, event_sources=SESSION_EVENT_SOURCES
+        units: list[Unit[_Result]] = [
+            Unit(
+                label=f"{p.scope.account}/{p.region}",
+                run=partial(self._unit, plan=p, now=now, indexes=indexes, gpu_units=gpu_units),
             )
-            for index, record in enumerate(records):
-                collector.add(record, position=f"{unit} event {index}")
-        except SourceError as exc:
-            failed = True
-            self._report(ctx, exc, scope=unit, what="CloudTrail LookupEvents")
-        sessions = collector.sessions()
-        # A failed region keeps its old checkpoint: what it missed is read again next run.
-        newest = collector.newest
-        if newest is not None and floor is not None:
-            newest = max(newest, floor)  # the overlap never moves a checkpoint back
-        checkpoint = None if failed or newest is None else newest.isoformat()
-        ctx.on_progress(unit, collector.read)
+            for p in self._plans(ctx, scopes, now)
+            if self._has_unit_work
+        ]
+        spec = self.config.cloudtrail
+        if spec is not None and spec.log_group:
+            saved = ctx.checkpoint(f"aws:cloudtrail-logs:{spec.log_group}")
+            units.append(
+                Unit(
+                    label=f"logs:{spec.log_group}",
+                    run=partial(
+                        self._log_group_unit, scopes=scopes, now=now, index=indexes[0], saved=saved
+                    ),
+                )
+            )
+        held: list[_Result] = []
+        logins = LoginIndex()
+        objects = 0
+        failed = False
+        for result in self._fan_out(units, ctx):
+            if result is None:
+                failed = True
+                continue
+            objects += result.objects
+            failed = failed or result.failed
+            for _, session in result.sessions:
+                login = login_from_session(session)
+                if login is not None:
+                    logins.add(login)
+            if any(is_console_started(s) for _, s in result.sessions):
+                held.append(result)
+            else:
+                yield from result.batches
+        yield from release_console_sessions(ctx, [r.batches for r in held], logins)
+        self._check_trail_objects(ctx, scopes, objects=objects, failed=failed)
+
+    @property
+    def _has_unit_work(self) -> bool:
+        """Whether account/region units read anything (not with a log-group trail alone)."""
+        trail = self.config.cloudtrail
+        return trail is None or bool(trail.bucket) or self.config.flow_logs is not None
+
+    def _plans(self, ctx: CollectContext, scopes: list[AccountScope], now: datetime) -> list[_Plan]:
+        """One plan per account/region; checkpoints are read here, in the calling thread."""
+        trail, flows = self.config.cloudtrail, self.config.flow_logs
+        plans = []
+        for scope in scopes:
+            for region in scope.regions:
+                plan = _Plan(scope=scope, region=region)
+                if trail is not None and trail.bucket:
+                    base = bucket_scopes(trail, scope.account, region)
+                    plan.trail_days = self._days(ctx, base, now, plan.saved)
+                elif trail is None:
+                    lookup = f"aws:{scope.account}:{region}:lookup-events"
+                    _read(ctx, lookup, plan.saved)
+                if flows is not None and flows.bucket:
+                    base = flow_bucket_scope(flows, scope.account, region)
+                    plan.flow_days = self._days(ctx, base, now, plan.saved)
+                elif flows is not None:
+                    _read(
+                        ctx,
+                        f"aws:flowlogs-logs:{scope.account}:{region}:{flows.log_group}",
+                        plan.saved,
+                    )
+                plans.append(plan)
+        return plans
+
+    def _days(
+        self, ctx: CollectContext, base: str, now: datetime, saved: dict[str, str]
+    ) -> list[date]:
+        marker = _read(ctx, base, saved)
+        days = plan_days(
+            window=ctx.window,
+            now=now,
+            marker=marker,
+            max_catchup_days=self.config.max_catchup_days,
+        )
+        for day in days:
+            _read(ctx, f"{base}:{day.isoformat()}", saved)
+        return days
+
+    def _unit(
+        self,
+        local: CollectContext,
+        *,
+        plan: _Plan,
+        now: datetime,
+        indexes: tuple[TargetIndex, TargetIndex],
+        gpu_units: frozenset[tuple[str, str | None]],
+    ) -> _Result:
+        """One account/region: trail records, SSM end times, tunnel targets and flow logs."""
+        scope, region, account = plan.scope, plan.region, plan.scope.account
+        trail_spec, flow_spec = self.config.cloudtrail, self.config.flow_logs
+        output: TrailOutput | None = None
+        if trail_spec is not None and trail_spec.bucket:
+            output = read_trail_bucket(
+                local,
+                client=self.client,
+                spec=trail_spec,
+                account=account,
+                region=region,
+                days=plan.trail_days,
+                saved=plan.saved,
+                now=now,
+                source=self.name,
+            )
+        elif trail_spec is None:
+            output = read_lookup_events(
+                local,
+                client=scope.client,
+                account=account,
+                region=region,
+                saved=plan.saved.get(f"aws:{account}:{region}:lookup-events"),
+                now=now,
+                source=self.name,
+            )
+        tagged: Tagged = output.collector.tagged() if output else []
+        checkpoints = list(output.checkpoints) if output else []
+        tagged = self._fix(local, tagged, {account: scope.client}, indexes[0])
+        objects, failed = (output.objects, output.failed) if output else (0, False)
+        if flow_spec is not None:
+            reader = FlowReader(options=flow_spec, index=indexes[1], source=self.name)
+            if flow_spec.bucket:
+                flows = read_flow_bucket(
+                    local,
+                    reader,
+                    client=self.client,
+                    spec=flow_spec,
+                    account=account,
+                    region=region,
+                    days=plan.flow_days,
+                    saved=plan.saved,
+                    now=now,
+                )
+            else:
+                group_scope = f"aws:flowlogs-logs:{account}:{region}:{flow_spec.log_group}"
+                flows = read_flow_log_group(
+                    local,
+                    reader,
+                    client=scope.client,
+                    spec=flow_spec,
+                    account=account,
+                    region=region,
+                    now=now,
+                    has_gpus=(account, region) in gpu_units,
+                    saved=plan.saved.get(group_scope),
+                )
+            flow_sessions, merged = aggregate_hits(
+                flows.hits, gap=timedelta(minutes=flow_spec.gap_minutes), source=self.name
+            )
+            local.count_ignored(merged)
+            tagged += flow_sessions
+            checkpoints += flows.checkpoints
+            failed = failed or flows.failed
+        batches = to_batches(f"aws:{account}/{region}", tagged, checkpoints)
         log.info(
-            "aws_region_sessions",
+            "aws_unit_read",
             source=self.name,
             account=account,
             region=region,
-            read=collector.read,
-            sessions=len(sessions),
-            ignored=collector.ignored,
-            quarantined=collector.quarantined,
+            read=local.read,
+            sessions=len(tagged),
+            objects=objects,
+            checkpoints=len(checkpoints),
             failed=failed,
-            checkpoint=checkpoint,
         )
-        return SessionBatch(
-            unit=f"aws:{unit}",
-            sessions=sessions,
-            checkpoint_scope=checkpoint_scope,
-            checkpoint=checkpoint,
+        return _Result(sessions=tagged, batches=batches, objects=objects, failed=failed)
+
+    def _log_group_unit(
+        self,
+        local: CollectContext,
+        *,
+        scopes: list[AccountScope],
+        now: datetime,
+        index: TargetIndex,
+        saved: str | None,
+    ) -> _Result:
+        """The trail's CloudWatch Logs group (all accounts in one group)."""
+        spec = self.config.cloudtrail
+        assert spec is not None and spec.log_group is not None
+        output = read_log_group(
+            local,
+            client=self.client,
+            spec=spec,
+            saved=saved,
+            now=now,
+            source=self.name,
+            accounts=frozenset(s.account for s in scopes),
+            regions=frozenset(self.config.regions) if self.config.regions else None,
         )
+        tagged = self._fix(
+            local, output.collector.tagged(), {s.account: s.client for s in scopes}, index
+        )
+        batches = to_batches(f"aws:logs:{spec.log_group}", tagged, output.checkpoints)
+        return _Result(
+            sessions=tagged, batches=batches, objects=output.objects, failed=output.failed
+        )
+
+    def _fix(
+        self,
+        local: CollectContext,
+        tagged: Tagged,
+        clients: Mapping[str, AwsClient],
+        index: TargetIndex,
+    ) -> Tagged:
+        """OpenTunnel targets from the inventory, SSM end times from DescribeSessions."""
+        tagged = resolve_tunnel_targets(tagged, index)
+        if not self.config.ssm_history:
+            return tagged
+        return fill_ssm_ends(local, tagged, clients=clients, source=self.name)
+
+    def _check_trail_objects(
+        self, ctx: CollectContext, scopes: list[AccountScope], *, objects: int, failed: bool
+    ) -> None:
+        """A trail bucket that yields no object at all (and never did) is a misconfiguration,
+        not a quiet organisation: report it instead of an empty audit."""
+        spec = self.config.cloudtrail
+        if spec is None or not spec.bucket or objects or failed or not scopes:
+            return
+        if any(
+            ctx.checkpoint(bucket_scopes(spec, s.account, r)) for s in scopes for r in s.regions
+        ):
+            return
+        org = f"{spec.organization_id}/" if spec.organization_id else ""
+        where = f"s3://{spec.bucket}/{spec.prefix + '/' if spec.prefix else ''}AWSLogs/{org}"
+        ctx.scope_error(
+            ScopeError(
+                source=self.name,
+                scope=where,
+                code="no_objects",
+                message=f"no CloudTrail object under {where}<account>/CloudTrail/<region>/ for "
+                f"{len(scopes)} account(s) in the audit window",
+                remediation="check bucket, prefix (the part before AWSLogs/) and organization_id "
+                "(needed for an organization trail)",
+            )
+        )
+
+
+def _read(ctx: CollectContext, scope: str, saved: dict[str, str]) -> str | None:
+    value = ctx.checkpoint(scope)
+    if value is not None:
+        saved[scope] = value
+    return value
+
+
+def _inventory_unit(
+    local: CollectContext,
+    *,
+    scope: AccountScope,
+    region: str,
+    catalog: InstanceTypeCatalog,
+    source: str,
+) -> list[GpuInstance]:
+    return read_inventory(local, scope=scope, region=region, catalog=catalog, source=source)

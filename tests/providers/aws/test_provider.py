@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent import registry
-from agent.contracts import InventorySource, SessionSource, SourceEnv
+from agent.contracts import CollectContext, InventorySource, SessionBatch, SessionSource, SourceEnv
 from agent.errors import ConfigError
 from agent.models import AccessMethod, GpuInstance
 from providers.aws.client import AwsClient
@@ -27,6 +27,11 @@ REGIONS = ["us-east-1", "eu-west-1"]
 def make_source(client: AwsClient, regions: list[str] | None = REGIONS) -> AwsSource:
     config = AwsSourceConfig(type="aws", regions=regions)
     return AwsSource(name="aws-prod", config=config, clock=lambda: NOW, client=client)
+
+
+def region_batches(source: AwsSource, ctx: CollectContext) -> list[SessionBatch]:
+    """The account/region batches (without the ConsoleLogin checkpoint batches)."""
+    return [b for b in source.sessions(ctx) if b.unit != "aws:console-logins"]
 
 
 def region_events(region: str, start: datetime) -> list[dict[str, Any]]:
@@ -172,8 +177,11 @@ def test_sessions_arrive_per_region_across_pages_despite_a_throttle(
 ) -> None:
     trails["us-east-1"].throttle("LookupEvents", times=1)
     ctx = make_ctx()
-    batches = list(make_source(client).sessions(ctx))
+    *batches, logins = list(make_source(client).sessions(ctx))
     assert [b.unit for b in batches] == [f"aws:{ACCOUNT}/us-east-1", f"aws:{ACCOUNT}/eu-west-1"]
+    assert logins.sessions == () and (logins.checkpoint_scope or "").startswith(
+        "aws:console-login:arn:aws:iam::"
+    )  # the newest ConsoleLogin of the principal, kept for console-started sessions
     for batch, region in zip(batches, REGIONS, strict=True):
         methods = sorted(s.method for s in batch.sessions)
         assert methods == sorted(
@@ -193,7 +201,7 @@ def test_sessions_arrive_per_region_across_pages_despite_a_throttle(
 def test_checkpoint_is_the_newest_event_and_the_next_run_resumes_from_it(
     client: AwsClient, trails: dict[str, FakeAws]
 ) -> None:
-    (first,) = make_source(client, ["us-east-1"]).sessions(make_ctx())
+    (first,) = region_batches(make_source(client, ["us-east-1"]), make_ctx())
     events = region_events("us-east-1", NOW - timedelta(hours=1))
     newest = max(datetime.fromisoformat(e["eventTime"]) for e in events)
     assert first.checkpoint_scope == f"aws:{ACCOUNT}:us-east-1:lookup-events"
@@ -204,7 +212,7 @@ def test_checkpoint_is_the_newest_event_and_the_next_run_resumes_from_it(
 
     trails["us-east-1"].calls.clear()
     ctx = make_ctx(checkpoints={first.checkpoint_scope: first.checkpoint})
-    (second,) = make_source(client, ["us-east-1"]).sessions(ctx)
+    (second,) = region_batches(make_source(client, ["us-east-1"]), ctx)
     starts = {c["StartTime"] for c in trails["us-east-1"].calls_to("LookupEvents")}
     assert starts == {(newest - CHECKPOINT_OVERLAP).timestamp()}
     assert second.checkpoint == first.checkpoint  # re-read overlap never moves it back
@@ -220,7 +228,7 @@ def test_explicit_window_is_passed_to_lookup_events(
         explicit=True,
         checkpoints={f"aws:{ACCOUNT}:us-east-1:lookup-events": NOW.isoformat()},
     )
-    (batch,) = make_source(client, ["us-east-1"]).sessions(ctx)
+    (batch,) = region_batches(make_source(client, ["us-east-1"]), ctx)
     calls = trails["us-east-1"].calls_to("LookupEvents")
     assert {(c["StartTime"], c["EndTime"]) for c in calls} == {
         (since.timestamp(), until.timestamp())
@@ -238,7 +246,7 @@ def test_access_denied_region_is_a_scope_error_while_the_other_region_delivers(
         "cloudtrail:LookupEvents",
     )
     ctx = make_ctx()
-    us, eu = make_source(client).sessions(ctx)
+    us, eu = region_batches(make_source(client), ctx)
     assert len(us.sessions) == 7 and us.checkpoint is not None
     assert eu.sessions == () and eu.checkpoint is None
     (error,) = ctx.scope_errors
@@ -254,7 +262,7 @@ def test_throttled_past_the_budget_is_an_unavailable_scope_error(
 ) -> None:
     trails["us-east-1"].throttle("LookupEvents", times=10)
     ctx = make_ctx()
-    us, eu = make_source(client).sessions(ctx)
+    us, eu = region_batches(make_source(client), ctx)
     assert us.checkpoint is None and len(eu.sessions) == 7
     assert [e.code for e in ctx.scope_errors] == ["unavailable"]
 
@@ -266,7 +274,7 @@ def test_invalid_cloudtrail_event_json_is_quarantined(
     events[-1]["_raw"] = '{"eventName": '
     trails["us-east-1"].on("LookupEvents", lookup_events_pages(events))
     ctx = make_ctx()
-    (batch,) = make_source(client, ["us-east-1"]).sessions(ctx)
+    (batch,) = region_batches(make_source(client, ["us-east-1"]), ctx)
     (bad,) = ctx.quarantined
     assert bad.locator == "cloudtrail:LookupEvents" and "not a JSON object" in bad.reason
     assert ctx.read == len(batch.sessions) + ctx.ignored + ctx.quarantined_total

@@ -1,0 +1,1 @@
+"""Benchmarks (see bench/README.md); run from the repository root with ``python -m bench.run``."""
