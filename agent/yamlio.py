@@ -71,40 +71,55 @@ def load_yaml(path: Path, *, max_bytes: int = MAX_BYTES) -> YamlDocument:
 
 def loads_yaml(text: str, *, name: str = "<string>") -> YamlDocument:
     """Parse YAML text (one document) with bounded alias expansion."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # ReaderError: control characters
+        raise UsageError(f"{name}: invalid YAML: {exc}") from exc
     try:
         try:
             node = loader.get_single_node()
+            if node is None:
+                return YamlDocument(data=None, lines=LineMap(), name=name)
+            lines = LineMap()
+            _walk(node, (), lines, [0], name, frozenset())
+            data = loader.construct_document(node)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             line = f":{mark.line + 1}" if mark else ""
             raise UsageError(f"{name}{line}: invalid YAML: {exc.problem}") from exc
         except yaml.YAMLError as exc:
             raise UsageError(f"{name}: invalid YAML: {exc}") from exc
-        if node is None:
-            return YamlDocument(data=None, lines=LineMap(), name=name)
-        lines = LineMap()
-        _walk(node, (), lines, [0], name)
-        data = loader.construct_document(node)
     finally:
         loader.dispose()
     return YamlDocument(data=data, lines=lines, name=name)
 
 
-def _walk(node: yaml.Node, path: PathKey, lines: LineMap, seen: list[int], name: str) -> None:
+def _walk(
+    node: yaml.Node,
+    path: PathKey,
+    lines: LineMap,
+    seen: list[int],
+    name: str,
+    ancestors: frozenset[int],
+) -> None:
     seen[0] += 1
     if seen[0] > MAX_NODES:
         raise UsageError(
             f"{name}: document expands to more than {MAX_NODES} nodes (alias bomb?)",
             hint="remove deeply nested anchors/aliases",
         )
+    if id(node) in ancestors:
+        raise UsageError(
+            f"{name}:{node.start_mark.line + 1}: recursive alias (a node contains itself)"
+        )
+    ancestors = ancestors | {id(node)}
     lines.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
             child = (*path, key)
             lines.lines.setdefault(child, key_node.start_mark.line + 1)
-            _walk(value_node, child, lines, seen, name)
+            _walk(value_node, child, lines, seen, name, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, seen, name)
+            _walk(item, (*path, index), lines, seen, name, ancestors)

@@ -121,13 +121,15 @@ def evaluate_visit(
     others = sorted(
         (v for v in prior if v.session_id != visit.session_id), key=lambda v: v.started_at
     )
+    # Only sessions that started before this one count: judging a session by what came
+    # later would make a rerun (crash recovery, overlapping window) flag what the first
+    # run did not.
     before = [v for v in others if v.started_at <= visit.started_at]
-    after = [v for v in others if v.started_at > visit.started_at]
-    facts: dict[str, str] = {"history.sessions": str(len(others))}
+    facts: dict[str, str] = {"history.sessions": str(len(before))}
     fired: list[str] = []
 
     travel = None
-    for neighbour in before[-1:] + after[:1]:
+    for neighbour in before[-1:]:
         travel = _travel(visit, neighbour, centroids, settings)
         if travel:
             break

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from agent.models.base import Frozen
+from pydantic import field_validator
+
+from agent.models.base import Frozen, clean_value
 
 __all__ = ["EvidenceRef"]
 
@@ -19,6 +21,11 @@ class EvidenceRef(Frozen):
     position: str | None = None
     event_id: str | None = None
     event_name: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        return clean_value(value)
 
     def __str__(self) -> str:
         pos = f":{self.position}" if self.position else ""

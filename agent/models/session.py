@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from agent.models.base import Frozen, UtcDatetime
+from agent.models.base import Frozen, UtcDatetime, clean_value
 from agent.models.evidence import EvidenceRef
 from agent.models.inventory import Accelerator
 
@@ -79,7 +79,14 @@ class Session(Frozen):
     attributes: dict[str, str] = Field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        return clean_value(value)
+
     @property
     def session_id(self) -> str:
         """Stable id: hash of provider and the source's natural key."""
-        return hashlib.sha256(f"{self.provider}\x1f{self.key}".encode()).hexdigest()[:32]
+        return hashlib.sha256(
+            f"{self.provider}\x1f{self.key}".encode("utf-8", "surrogatepass")
+        ).hexdigest()[:32]

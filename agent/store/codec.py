@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from agent.models import AuditRun, Finding, Session
+from agent.models.base import clean_value as clean
 
 __all__ = [
     "checkpoint_row",
@@ -48,37 +49,39 @@ def finding_to_row(finding: Finding, *, run_id: str) -> dict[str, Any]:
     """Row for ``findings``; a new row's first_seen is its last_seen (the brief's rule)."""
     data = finding.model_dump(mode="json")
     session = finding.session
-    return {
-        "id": finding.id,
-        "policy_id": finding.policy_id,
-        "severity": finding.severity.value,
-        "severity_rank": finding.severity.rank,
-        "status": finding.status.value,
-        "title": finding.title,
-        "reasons": data["reasons"],
-        "session_id": session.session_id,
-        "provider": session.provider,
-        "account": session.account,
-        "region": session.region,
-        "instance_id": session.instance_id,
-        "principal": session.principal,
-        "source_ip": session.source_ip,
-        "country": finding.ip.country,
-        "method": session.method.value,
-        "started_at": session.started_at,
-        "session": data["session"],
-        "ip": data["ip"],
-        "instance": data["instance"],
-        "jurisdictions": data["jurisdictions"],
-        "indeterminate": finding.indeterminate,
-        "bundle_revision": finding.bundle_revision,
-        "pack_version": finding.pack_version,
-        "citations": data["citations"],
-        "first_seen": finding.last_seen,
-        "last_seen": finding.last_seen,
-        "run_id": run_id,
-        "extra": data["extra"],
-    }
+    return clean(
+        {
+            "id": finding.id,
+            "policy_id": finding.policy_id,
+            "severity": finding.severity.value,
+            "severity_rank": finding.severity.rank,
+            "status": finding.status.value,
+            "title": finding.title,
+            "reasons": data["reasons"],
+            "session_id": session.session_id,
+            "provider": session.provider,
+            "account": session.account,
+            "region": session.region,
+            "instance_id": session.instance_id,
+            "principal": session.principal,
+            "source_ip": session.source_ip,
+            "country": finding.ip.country,
+            "method": session.method.value,
+            "started_at": session.started_at,
+            "session": data["session"],
+            "ip": data["ip"],
+            "instance": data["instance"],
+            "jurisdictions": data["jurisdictions"],
+            "indeterminate": finding.indeterminate,
+            "bundle_revision": finding.bundle_revision,
+            "pack_version": finding.pack_version,
+            "citations": data["citations"],
+            "first_seen": finding.last_seen,
+            "last_seen": finding.last_seen,
+            "run_id": run_id,
+            "extra": data["extra"],
+        }
+    )
 
 
 def finding_from_row(row: Mapping[Any, Any]) -> Finding:
@@ -88,17 +91,19 @@ def finding_from_row(row: Mapping[Any, Any]) -> Finding:
 
 def session_to_row(session: Session) -> dict[str, Any]:
     """Row for ``sessions``: queryable columns plus the whole model in ``data``."""
-    return {
-        "session_id": session.session_id,
-        "provider": session.provider,
-        "account": session.account,
-        "instance_id": session.instance_id,
-        "principal": session.principal,
-        "source_ip": session.source_ip,
-        "method": session.method.value,
-        "started_at": session.started_at,
-        "data": session.model_dump(mode="json"),
-    }
+    return clean(
+        {
+            "session_id": session.session_id,
+            "provider": session.provider,
+            "account": session.account,
+            "instance_id": session.instance_id,
+            "principal": session.principal,
+            "source_ip": session.source_ip,
+            "method": session.method.value,
+            "started_at": session.started_at,
+            "data": session.model_dump(mode="json"),
+        }
+    )
 
 
 def session_from_row(data: Mapping[str, Any]) -> Session:
@@ -119,7 +124,7 @@ def run_to_row(run: AuditRun) -> dict[str, Any]:
         window_end=run.window_end,
         bundle_revision=run.bundle_revision,
     )
-    return row
+    return clean(row)  # type: ignore[no-any-return]
 
 
 def run_from_row(row: Mapping[Any, Any]) -> AuditRun:

@@ -107,7 +107,7 @@ def _items(body: bytes) -> list[Any]:
         raise RecordError(f"webhook body is {len(body)} bytes, over {MAX_WEBHOOK_BYTES}")
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON, 4300+ digit ints, deep nesting
         raise RecordError(f"webhook body is not JSON: {exc}") from exc
     if not isinstance(doc, Mapping):
         raise RecordError(f"webhook body is a JSON {type(doc).__name__}, not an EventList object")

@@ -92,7 +92,7 @@ def _records(path: str) -> Iterator[tuple[str, Any]]:
                 continue
             try:
                 yield f"line {number}", json.loads(line.strip())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except (ValueError, RecursionError) as exc:  # bad JSON, 4300+ digit ints, deep nesting
                 if number == 1 and line.strip()[:1] in (b"{", b"["):
                     document = _whole_document(path)
                     if document is not None:
@@ -108,7 +108,7 @@ def _whole_document(path: str) -> Any:
     with _open(path) as fh:
         try:
             return json.loads(fh.read())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             return None
 
 

@@ -68,8 +68,8 @@ def _inner(value: Any, what: str) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise RecordError(f"{what} is not JSON: {exc.msg} at char {exc.pos}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise RecordError(f"{what} is not JSON: {exc}") from exc
     return value
 
 

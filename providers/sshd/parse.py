@@ -169,10 +169,14 @@ class SyslogParser:
 
     def parse(self, line: str) -> SshdEvent | None:
         """The sshd event on ``line``; None for other syslog lines; RecordError for garbage."""
-        frame = self._frame(line.rstrip("\r\n"))
-        if frame.program is None or not _SSHD_PROGRAM.match(frame.program):
-            return None
-        return _event(frame)
+        try:
+            frame = self._frame(line.rstrip("\r\n"))
+            if frame.program is None or not _SSHD_PROGRAM.match(frame.program):
+                return None
+            return _event(frame)
+        except (ValueError, OverflowError) as exc:
+            # int() of a >4300-digit pid/port, a time past datetime's range: bad record.
+            raise RecordError(f"unreadable sshd line ({exc}): {_preview(line)}") from exc
 
     def _frame(self, line: str) -> _Frame:
         if m := _CLASSIC.match(line):

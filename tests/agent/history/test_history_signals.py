@@ -57,10 +57,11 @@ def test_neighbouring_countries_are_too_close_to_judge_by_centroids() -> None:
     assert got["history.impossible_travel"] == "false"
 
 
-def test_a_later_stored_session_also_counts_as_a_neighbour() -> None:
+def test_a_later_stored_session_is_not_a_neighbour_so_reruns_judge_alike() -> None:
     got = facts(visit(1), [visit(2, country="JP", at=T0 + timedelta(hours=1))])
 
-    assert got["history.impossible_travel"] == "true"
+    assert got["history.impossible_travel"] == "false"
+    assert got["history.first_session"] == "true"
 
 
 def test_first_session_from_a_new_country_and_network_is_reported() -> None:
