@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import getpass
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -101,6 +102,14 @@ def serve(
     port: Annotated[int | None, typer.Option("--port", help="TCP port.")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="json or console.")] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help="info, warning, ...")] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch/--no-watch",
+            help="Also run the watch loop of the config (follow logs, poll clouds) in this "
+            "process, for sidecar deployments.",
+        ),
+    ] = False,
 ) -> None:
     """Run the HTTP API and web console (settings from CHIPWARDEN_* env vars, see docs/api.md)."""
     import uvicorn
@@ -131,15 +140,50 @@ def serve(
             hint="the server needs the same pepper `chipwarden token create` used",
         )
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
+    stop = threading.Event()
+    watcher = _start_watch(settings, stop) if watch else None
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+        )
+    finally:
+        stop.set()  # uvicorn handled SIGTERM: drain the watch loop and save its offsets
+        if watcher is not None:
+            watcher.join(timeout=60)
+
+
+def _start_watch(settings: Any, stop: threading.Event) -> threading.Thread:
+    """Run ``chipwarden watch``'s loop for ``settings.config`` in a daemon thread."""
+    from agent.config import load_config
+    from agent.watch import review_hooks, run_watch
+
+    if settings.config is None:
+        raise UsageError("serve --watch needs a config (--config or CHIPWARDEN_CONFIG)")
+    cfg, doc = load_config(Path(settings.config), overrides={"store": settings.store})
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    thread = threading.Thread(
+        target=run_watch,
+        args=(cfg,),
+        kwargs={
+            "doc": doc,
+            "stop": stop,
+            "clock": clock,
+            "hooks": review_hooks(cfg, doc, clock=clock),
+        },
+        name="chipwarden-watch",
+        daemon=True,
     )
+    thread.start()
+    return thread
 
 
 # -- tokens ---------------------------------------------------------------------------

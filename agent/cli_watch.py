@@ -19,7 +19,7 @@ from agent.errors import UsageError
 from agent.follow import MAX_CHUNK_BYTES
 from agent.logging import configure_logging
 from agent.models import AuditRun, RunStatus
-from agent.watch import WatchOptions, run_watch, stop_on_signals
+from agent.watch import WatchOptions, review_hooks, run_watch, stop_on_signals
 
 __all__ = ["register_commands", "watch"]
 
@@ -90,7 +90,14 @@ def watch(
         until_idle=once,
     )
     with stop_on_signals(threading.Event()) as stop:
-        run = run_watch(cfg, doc=doc, stop=stop, clock=_now, options=options)
+        run = run_watch(
+            cfg,
+            doc=doc,
+            stop=stop,
+            clock=_now,
+            options=options,
+            hooks=review_hooks(cfg, doc, clock=_now),
+        )
     _summary(run)
     partial = run.status is RunStatus.PARTIAL
     raise typer.Exit(EXIT_PARTIAL if once and partial else EXIT_OK)

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import structlog
@@ -135,9 +135,11 @@ def run_watch(
     options: WatchOptions | None = None,
     finding_hook: FindingHook | None = None,
     after_run: Sequence[RunHook] = (),
+    hooks: Callable[[SqlStore], tuple[FindingHook | None, Sequence[RunHook]]] | None = None,
 ) -> AuditRun:
     """Build sources, policies, enrichment and the store from ``config`` and run
-    :func:`watch_loop` until ``stop`` is set (what ``chipwarden watch`` and ``serve`` run)."""
+    :func:`watch_loop` until ``stop`` is set (what ``chipwarden watch`` and ``serve`` run).
+    ``hooks`` builds (finding_hook, after_run) from the opened store: exceptions, notifiers."""
     plugins = build_plugins(config, doc=doc, clock=clock)
     engine = build_engine(config, clock=clock)
     classifier = build_classifier(config)
@@ -145,6 +147,8 @@ def run_watch(
         GeoEnricher.from_config(config.geo, base_dir=config.base_dir) as enricher,
         open_store(config.store) as store,
     ):
+        if hooks is not None:
+            finding_hook, after_run = hooks(store)
         return watch_loop(
             plugins=plugins,
             store=store,
@@ -179,3 +183,17 @@ def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def review_hooks(
+    config: AppConfig, doc: YamlDocument | None, *, clock: Clock
+) -> Callable[[SqlStore], tuple[FindingHook | None, Sequence[RunHook]]]:
+    """Exceptions and notifiers for a watch loop, built once its store is open."""
+
+    def build(store: SqlStore) -> tuple[FindingHook | None, Sequence[RunHook]]:
+        from agent.review.hooks import build_audit_hooks
+
+        built = build_audit_hooks(config=config, doc=doc, store=store, clock=clock)
+        return built.finding_hook, built.after_run
+
+    return build
