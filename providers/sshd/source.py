@@ -231,14 +231,35 @@ _FORMATS: dict[str, Callable[[SshdLogSource, Path, Mapping[str, Any] | None], Li
 }
 
 
+MAX_LINE_BYTES = 64 * 1024
+"""sshd lines are a few hundred bytes; a longer one is cut here so a hostile or corrupt file
+(one 2 GB line) cannot exhaust memory. The cut line is then quarantined as unparseable."""
+
+
 def _read_lines(path: Path) -> Iterator[str]:
-    """Lines of a plain or gzip file (gzip detected by magic bytes), undecodable bytes replaced."""
+    """Lines of a plain or gzip file (gzip detected by magic bytes), undecodable bytes replaced,
+    each at most ``MAX_LINE_BYTES`` long."""
     with path.open("rb") as raw:
         gzipped = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
         stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
-        for chunk in stream:
+        for chunk in _bounded_lines(stream):
             yield chunk.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _bounded_lines(stream: Any) -> Iterator[bytes]:
+    while line := stream.readline(MAX_LINE_BYTES):
+        if len(line) < MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        skipped = 0
+        while rest := stream.readline(MAX_LINE_BYTES):  # drop the rest of the line
+            skipped += len(rest)
+            if rest.endswith(b"\n"):
+                break
+        # Leading note: the parser rejects it as "not a syslog line" and it is quarantined.
+        note = f"[over-long line of {len(line) + skipped} bytes cut] "
+        yield note.encode() + line[:200]
 
 
 def _problems(exc: ValidationError) -> str:

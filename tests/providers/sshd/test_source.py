@@ -304,3 +304,23 @@ def test_source_config_model_is_exposed_for_the_registry() -> None:
 def test_registry_entry_point_resolves_to_a_session_source() -> None:
     assert registry.sources.load("sshd-log") is SshdLogSource
     assert isinstance(make_source(), SessionSource)
+
+
+def test_an_over_long_line_is_cut_and_quarantined_and_the_next_line_still_counts(
+    tmp_path: Path,
+) -> None:
+    from providers.sshd.source import MAX_LINE_BYTES
+
+    log = tmp_path / "auth.log"
+    log.write_bytes(
+        b"Nov 28 10:00:00 gpu sshd[1]: Accepted password for " + b"x" * (3 * MAX_LINE_BYTES)
+        + b"\nNov 28 10:05:00 gpu sshd[2]: Accepted password for bob from 198.51.100.7 port 22 ssh2\n"
+    )
+    ctx = make_ctx()
+
+    sessions = collect(make_source(log), ctx)
+
+    assert [s.principal for s in sessions] == ["bob"]
+    assert ctx.quarantined_total == 1
+    assert "over-long line" in ctx.quarantined[0].reason
+    assert ctx.quarantined[0].position == "line 1"

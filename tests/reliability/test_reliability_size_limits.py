@@ -1,0 +1,85 @@
+"""Size limits: a single ~200 MB line with no newline must not make a file source hold it (a
+2 GB line would then exhaust memory). Measured as peak-RSS growth in a fresh process.
+
+The file is sparse (a short prefix, then a hole that reads as NUL bytes), so it costs no disk,
+and it is deleted at the end of the test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.launchers import REPO, env_with_repo
+
+LINE_BYTES = 200 * 1024 * 1024
+GROWTH_BOUND_KIB = 64 * 1024
+"""A streaming reader needs a bounded buffer, not the line: 64 MiB is generous."""
+
+UNBOUNDED = {
+    "cloudtrail-files": "providers/aws/files.py CloudTrailFilesSource._read: path.read_bytes() "
+    "then _decode() and _json_lines() text.splitlines(): ~2x the file at peak (+410 MB for "
+    "200 MB). Fix: refuse files over a configurable size (ScopeError) or stream-parse.",
+    "kubernetes-audit": "providers/kubernetes/auditfiles.py _records: `for line in fh` reads "
+    "a whole line, then strips it: ~2x the line (+415 MB for 200 MB). Fix: readline(limit).",
+}
+PREFIX = {
+    "sshd-log": b"Nov 25 08:22:03 gpu sshd[1]: Accepted password for ",
+    "cloudtrail-files": b'{"Records": [{"eventName": "',
+    "kubernetes-audit": b'{"kind": "Event", "objectRef": {"name": "',
+}
+
+
+def _probe(kind: str, path: Path) -> dict[str, object]:
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "tests.reliability.rss_probe", kind, str(path)],
+        capture_output=True,
+        env=env_with_repo(),
+        cwd=REPO,
+        timeout=300,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(
+            k,
+            marks=[pytest.mark.xfail(strict=True, reason=UNBOUNDED[k])] if k in UNBOUNDED else [],
+        )
+        for k in PREFIX
+    ],
+)
+def test_a_200_mb_line_without_newline_is_refused_within_bounded_memory(
+    kind: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "one-line.log"
+    with path.open("wb") as fh:
+        fh.write(PREFIX[kind])
+        fh.truncate(LINE_BYTES)
+    try:
+        result = _probe(kind, path)
+    finally:
+        path.unlink()
+
+    assert result["error"] is None, "the source must not raise"
+    growth = int(result["after_kib"]) - int(result["before_kib"])  # type: ignore[call-overload]
+    print(f"{kind}: peak RSS grew {growth // 1024} MiB for a {LINE_BYTES >> 20} MiB line: {result}")
+    assert growth < GROWTH_BOUND_KIB, f"{kind} held the line: +{growth // 1024} MiB"
+
+
+def test_the_probe_measures_a_small_file_without_growth(tmp_path: Path) -> None:
+    path = tmp_path / "small.log"
+    path.write_bytes(b"Nov 25 08:22:03 gpu sshd[1]: Accepted password for a from 1.2.3.4 port 22\n")
+
+    result = _probe("sshd-log", path)
+
+    assert result["error"] is None and result["sessions"] == 1
+    assert int(result["after_kib"]) - int(result["before_kib"]) < GROWTH_BOUND_KIB  # type: ignore[call-overload]
