@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any
 
-import httpx
-
-from agent.notify.base import Notification, check_http_url
-from agent.notify.webhook import post_json
+from agent.notify.base import Notification
+from agent.notify.webhook import WebhookNotifier
 
 __all__ = ["SlackNotifier", "slack_body"]
 
@@ -32,22 +30,12 @@ def slack_body(notification: Notification) -> dict[str, Any]:
     return {"text": notification.text, "blocks": blocks}
 
 
-class SlackNotifier:
-    """Posts a short summary with one block per finding."""
+class SlackNotifier(WebhookNotifier):
+    """Posts a short summary with one block per finding
+    (``slack://hooks.slack.com/...``; ``slack+http://`` only for loopback)."""
 
     kind = "slack"
 
-    def __init__(self, url: str, *, timeout: float = 10.0, client: httpx.Client | None = None):
-        self._url = check_http_url(url)
-        self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Build from ``slack://hooks.slack.com/...`` (``slack+http://`` only for loopback)."""
-        return cls(
-            url, timeout=float(options.get("timeout", 10.0)), client=options.get("http_client")
-        )
-
-    def send(self, notification: Notification) -> None:
-        """POST the Slack body."""
-        post_json(self._client, self._url, slack_body(notification))
+    def body(self, notification: Notification) -> dict[str, Any]:
+        """The Slack incoming-webhook body."""
+        return slack_body(notification)

@@ -45,8 +45,12 @@ class WebhookNotifier:
             url, timeout=float(options.get("timeout", 10.0)), client=options.get("http_client")
         )
 
-    def send(self, notification: Notification) -> None:
-        """POST ``{"subject", "text", ...payload}``."""
-        body = {"subject": notification.subject, "text": notification.text}
+    def body(self, notification: Notification) -> dict[str, Any]:
+        """``{"subject", "text", ...payload}``."""
+        body: dict[str, Any] = {"subject": notification.subject, "text": notification.text}
         body.update(notification.payload)
-        post_json(self._client, self._url, body)
+        return body
+
+    def send(self, notification: Notification) -> None:
+        """POST the body as JSON."""
+        post_json(self._client, self._url, self.body(notification))
