@@ -12,11 +12,9 @@ import math
 from collections.abc import Mapping
 from functools import cache
 from html import escape
-from importlib import resources
-
-import yaml
 
 from agent.export.worldmap_shapes import LAND
+from agent.history.geo import load_centroids
 from agent.models import Severity
 
 __all__ = ["SEVERITY_COLOURS", "country_centre", "render_timeline", "render_world_map"]
@@ -34,9 +32,8 @@ SEVERITY_COLOURS = {
 
 @cache
 def _centres() -> dict[str, tuple[float, float]]:
-    text = (resources.files("agent.export") / "data" / "country_centroids.yaml").read_text()
-    data = yaml.safe_load(text)
-    return {str(code): (float(lat), float(lon)) for code, (lat, lon) in data.items()}
+    # One sourced centroid table for the whole product (the history signals use it too).
+    return dict(load_centroids().points)
 
 
 def country_centre(code: str | None) -> tuple[float, float] | None:

@@ -1,1 +1,0 @@
-"""Data files of the exporters (country centres for the world map)."""
