@@ -81,10 +81,34 @@ def _skippable(line: bytes) -> bool:
     )
 
 
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""An audit event at RequestResponse level can be large, but never this large; a longer line
+(corrupt or hostile) is quarantined without being held in memory."""
+
+
+def _bounded_lines(fh: Any) -> Iterator[tuple[bytes, int]]:
+    """``(line, 0)`` per line, or ``(b"", size)`` for a line over ``MAX_LINE_BYTES``."""
+    while line := fh.readline(MAX_LINE_BYTES):
+        if len(line) < MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line, 0
+            continue
+        size = len(line)
+        while rest := fh.readline(MAX_LINE_BYTES):
+            size += len(rest)
+            if rest.endswith(b"\n"):
+                break
+        yield b"", size
+
+
 def _records(path: str) -> Iterator[tuple[str, Any]]:
     """``(position, parsed JSON | RecordError | None)``; None = skipped without parsing."""
     with _open(path) as fh:
-        for number, line in enumerate(fh, start=1):
+        for number, (line, oversize) in enumerate(_bounded_lines(fh), start=1):
+            if oversize:
+                yield f"line {number}", RecordError(
+                    f"line of {oversize} bytes is over the {MAX_LINE_BYTES}-byte limit"
+                )
+                continue
             if not line.strip():
                 continue
             if _skippable(line):

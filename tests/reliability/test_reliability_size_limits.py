@@ -24,8 +24,6 @@ UNBOUNDED = {
     "cloudtrail-files": "providers/aws/files.py CloudTrailFilesSource._read: path.read_bytes() "
     "then _decode() and _json_lines() text.splitlines(): ~2x the file at peak (+410 MB for "
     "200 MB). Fix: refuse files over a configurable size (ScopeError) or stream-parse.",
-    "kubernetes-audit": "providers/kubernetes/auditfiles.py _records: `for line in fh` reads "
-    "a whole line, then strips it: ~2x the line (+415 MB for 200 MB). Fix: readline(limit).",
 }
 PREFIX = {
     "sshd-log": b"Nov 25 08:22:03 gpu sshd[1]: Accepted password for ",
