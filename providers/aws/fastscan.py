@@ -14,6 +14,7 @@ work-unit key (source x account x region x day) used by ``--shard``.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import zlib
@@ -199,10 +200,26 @@ def _scan_spans(body: bytes) -> Scan | None:
     return Scan(entries=entries, skipped=total - len(entries), mode="spans")
 
 
+MAX_FILE_BYTES = 128 * 1024 * 1024
+"""CloudTrail delivers a file every ~5 minutes per account and region, a few MB at most; a
+file over this is refused (a ScopeError naming it) instead of being read into memory."""
+
+
+def read_bounded(path: Path) -> bytes:
+    """``path``'s bytes; ``OSError(EFBIG)`` when the file is over ``MAX_FILE_BYTES``."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise OSError(
+            errno.EFBIG,
+            f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for one CloudTrail file",
+        )
+    return path.read_bytes()
+
+
 def _load(path: Path) -> bytes:
     """A file's bytes, decompressed when gzip (left compressed if that fails, so the exact
     parser reports the precise error)."""
-    data = path.read_bytes()
+    data = read_bounded(path)
     if data[:2] == GZIP_MAGIC:
         try:
             return gunzip(data)

@@ -30,6 +30,7 @@ from providers.aws.fastscan import (
     checkpoint_scope,
     file_fingerprint,
     read_ahead,
+    read_bounded,
     scan_document,
     unit_key,
 )
@@ -300,7 +301,7 @@ class CloudTrailFilesSource:
         try:
             if isinstance(data, OSError):
                 raise data
-            raw = path.read_bytes() if data is None else data
+            raw = read_bounded(path) if data is None else data
             scan = scan_document(raw, fallback=parse_document)
         except OSError as exc:
             self._unreadable(

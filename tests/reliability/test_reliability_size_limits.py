@@ -20,11 +20,7 @@ LINE_BYTES = 200 * 1024 * 1024
 GROWTH_BOUND_KIB = 64 * 1024
 """A streaming reader needs a bounded buffer, not the line: 64 MiB is generous."""
 
-UNBOUNDED = {
-    "cloudtrail-files": "providers/aws/files.py CloudTrailFilesSource._read: path.read_bytes() "
-    "then _decode() and _json_lines() text.splitlines(): ~2x the file at peak (+410 MB for "
-    "200 MB). Fix: refuse files over a configurable size (ScopeError) or stream-parse.",
-}
+UNBOUNDED: dict[str, str] = {}  # every file source now bounds what it holds
 PREFIX = {
     "sshd-log": b"Nov 25 08:22:03 gpu sshd[1]: Accepted password for ",
     "cloudtrail-files": b'{"Records": [{"eventName": "',

@@ -248,3 +248,24 @@ def test_invalid_config_is_a_config_error_naming_the_key(raw: dict[str, Any], me
     env = SourceEnv(name="trail", base_dir=Path("/"), clock=lambda: NOW)
     with pytest.raises(ConfigError, match=message):
         CloudTrailFilesSource.from_config(raw, env=env)
+
+
+def test_a_file_over_the_size_limit_is_a_scope_error_not_read(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import providers.aws.fastscan as fastscan
+    from agent.contracts import AuditWindow, CollectContext, SourceEnv
+    from providers.aws.files import CloudTrailFilesSource
+
+    monkeypatch.setattr(fastscan, "MAX_FILE_BYTES", 1024)
+    (tmp_path / "big.json").write_text('{"Records": []}' + " " * 4096)
+    (tmp_path / "ok.json").write_text('{"Records": []}')
+    source = CloudTrailFilesSource.from_config(
+        {"type": "cloudtrail-files", "paths": [str(tmp_path / "*.json")]},
+        env=SourceEnv(name="ct", base_dir=tmp_path, clock=lambda: None),  # type: ignore[arg-type,return-value]
+    )
+    ctx = CollectContext(window=AuditWindow(since=None, until=None), clock=lambda: None)  # type: ignore[arg-type,return-value]
+
+    batches = list(source.sessions(ctx))
+
+    assert [e.scope for e in ctx.scope_errors] == [str(tmp_path / "big.json")]
+    assert "over the 1024-byte limit" in ctx.scope_errors[0].message
+    assert [b.unit for b in batches] == [str(tmp_path / "ok.json")]
