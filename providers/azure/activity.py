@@ -105,7 +105,7 @@ def activity_sessions(
             op.first, op.event = when, event
         op.last = max(op.last, when)
         op.statuses.append((_value(event.get("status")), _value(event.get("subStatus"))))
-        http = event.get("httpRequest") or {}
+        http = _http(event)
         op.client_ip = op.client_ip or (_value(http.get("clientIpAddress")) or None)
         op.caller = op.caller or (_value(event.get("caller")) or None)
         op.has_request = op.has_request or _is_request(event)
@@ -118,10 +118,15 @@ def activity_sessions(
     return result
 
 
+def _http(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    http = event.get("httpRequest")
+    return http if isinstance(http, Mapping) else {}
+
+
 def _is_request(event: Mapping[str, Any]) -> bool:
     """The event that records the caller's request: BeginRequest / Started, or any event
     carrying ``httpRequest.clientIpAddress``."""
-    http = event.get("httpRequest") or {}
+    http = _http(event)
     return (
         _value(event.get("eventName")).lower() == "beginrequest"
         or _value(event.get("status")).lower() == "started"

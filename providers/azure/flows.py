@@ -85,7 +85,8 @@ def _int(value: str, *, field: str, low: int = 0, high: int | None = None) -> in
 
 
 def _counts(parts: list[str]) -> int | None:
-    values = [int(p) for p in parts if p.strip().isdigit()]
+    texts = [p.strip() for p in parts]
+    values = [int(t) for t in texts if t.isascii() and t.isdigit() and len(t) <= 20]
     return sum(values[i] for i in (1, 3) if i < len(values)) if len(values) == 4 else None
 
 
@@ -116,8 +117,12 @@ def parse_tuple(text: str, *, layout: str) -> FlowTuple:
         state = (parts[8].strip().upper() or None) if layout == "nsg-v2" else None
         counts = parts[9:13] if layout == "nsg-v2" else []
     protocol = parts[5].strip().upper()
+    try:
+        when = datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise RecordError(f"timestamp: out of range: {parts[0]!r}") from exc
     return FlowTuple(
-        time=datetime.fromtimestamp(seconds, tz=UTC),
+        time=when,
         src_ip=_ip(parts[1].strip(), field="source ip"),
         dst_ip=_ip(parts[2].strip(), field="destination ip"),
         src_port=_int(parts[3], field="source port", high=65535),
@@ -136,7 +141,7 @@ def iter_records(data: bytes) -> Iterator[tuple[str, Mapping[str, Any] | RecordE
     text = data.decode("utf-8-sig", errors="replace")
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, 4300+ digit ints, deep nesting
         doc = None
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -145,6 +150,9 @@ def iter_records(data: bytes) -> Iterator[tuple[str, Mapping[str, Any] | RecordE
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield f"line {number}", RecordError(f"invalid JSON: {exc.msg}")
+                continue
+            except (ValueError, RecursionError) as exc:  # 4300+ digit ints, deep nesting
+                yield f"line {number}", RecordError(f"unparsable JSON: {exc}"[:200])
                 continue
             for index, record in enumerate(_records_of(item)):
                 suffix = (
@@ -166,26 +174,53 @@ def _records_of(doc: Any) -> list[Any]:
     return [i if isinstance(i, Mapping) else RecordError("record is not an object") for i in items]
 
 
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RecordError(f"{what} is not a list")
+    return value
+
+
+def _obj(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RecordError(f"{what} is not an object")
+    return value
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def record_tuples(record: Mapping[str, Any], *, position: str) -> Iterator[RawTuple]:
-    """Every tuple string of an NSG or VNet flow record, with its MAC, rule and layout."""
+    """Every tuple string of an NSG or VNet flow record, with its MAC, rule and layout.
+
+    A container of the wrong JSON type is a RecordError naming it (the record is quarantined).
+    """
     if isinstance(record.get("flowRecords"), Mapping):
-        mac = mac_key(record.get("macAddress"))
-        for f, flow in enumerate(record["flowRecords"].get("flows") or ()):
-            for g, group in enumerate((flow or {}).get("flowGroups") or ()):
-                for j, text in enumerate((group or {}).get("flowTuples") or ()):
+        mac = mac_key(_str(record.get("macAddress")))
+        for f, flow in enumerate(_list(record["flowRecords"].get("flows"), "flowRecords.flows")):
+            groups = _list(_obj(flow, "flow").get("flowGroups"), "flowGroups")
+            for g, group in enumerate(groups):
+                group = _obj(group, "flowGroup")
+                for j, text in enumerate(_list(group.get("flowTuples"), "flowTuples")):
                     where = f"{position} flow {f} group {g} tuple {j}"
-                    yield RawTuple(text, mac, group.get("rule"), "vnet", where)
+                    yield RawTuple(text, mac, _str(group.get("rule")), "vnet", where)
         return
     props = record.get("properties")
     if not isinstance(props, Mapping) or "flows" not in props:
         raise RecordError("neither an NSG (properties.flows) nor a VNet (flowRecords) record")
     version = props.get("Version", props.get("version", 1))
     layout = "nsg-v2" if str(version) == "2" else "nsg-v1"
-    for r, rule_flow in enumerate(props.get("flows") or ()):
-        rule = (rule_flow or {}).get("rule")
-        for m, mac_flow in enumerate((rule_flow or {}).get("flows") or ()):
-            mac = mac_key((mac_flow or {}).get("mac"))
-            for j, text in enumerate((mac_flow or {}).get("flowTuples") or ()):
+    for r, rule_flow in enumerate(_list(props.get("flows"), "properties.flows")):
+        rule_flow = _obj(rule_flow, "rule flow")
+        rule = _str(rule_flow.get("rule"))
+        for m, mac_flow in enumerate(_list(rule_flow.get("flows"), "rule flows")):
+            mac_flow = _obj(mac_flow, "mac flow")
+            mac = mac_key(_str(mac_flow.get("mac")))
+            for j, text in enumerate(_list(mac_flow.get("flowTuples"), "flowTuples")):
                 yield RawTuple(text, mac, rule, layout, f"{position} rule {r} mac {m} tuple {j}")
 
 

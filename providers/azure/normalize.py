@@ -84,7 +84,10 @@ def parse_time(value: Any, *, field: str) -> datetime:
             raise RecordError(f"{field}: not an ISO-8601 time: {value!r}") from exc
     else:
         raise RecordError(f"{field}: missing or not a time: {value!r}")
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min UTC
+        raise RecordError(f"{field}: out of range: {value!r}") from exc
 
 
 def mac_key(value: str | None) -> str | None:

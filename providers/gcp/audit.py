@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from agent.errors import RecordError
 from agent.models import Accelerator, AccessMethod, Outcome, Session
 from providers.gcp.entries import (
@@ -103,16 +105,28 @@ class AuditEntry:
             "evidence": (evidence(self.entry, self.cursor, self.method),),
         }
         base.update(fields)
-        return Session(**base)
+        try:
+            return Session(**base)
+        except ValidationError as exc:  # a field of the wrong JSON type in the entry
+            problem = exc.errors()[0]
+            where = ".".join(str(p) for p in problem["loc"])
+            raise RecordError(f"audit entry: {where}: {problem['msg']}") from exc
 
 
 Handler = Callable[[AuditEntry], Session | None]
+
+
+def _items(value: Any) -> list[Any]:
+    """A JSON list field as a list; anything else (absent, wrong type) as no items."""
+    return value if isinstance(value, list) else []
 
 
 def _target(
     a: AuditEntry, *, name: str | None, zone: str | None, numeric: str | None
 ) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
     """Session target fields, attributes and notes from a name and/or numeric instance id."""
+    name = name if isinstance(name, str) else None  # request fields are free-form JSON
+    zone = zone if isinstance(zone, str) else None
     attrs: dict[str, str] = {}
     notes: tuple[str, ...] = ()
     if numeric:
@@ -132,7 +146,7 @@ def _target(
 
 def _iap(a: AuditEntry) -> Session | None:
     resource = as_dict(a.entry.get("resource"), "resource")
-    authz = [i for i in a.proto.get("authorizationInfo") or () if isinstance(i, dict)]
+    authz = [i for i in _items(a.proto.get("authorizationInfo")) if isinstance(i, dict)]
     if resource.get("type") not in (None, "gce_instance") or any(
         str(i.get("permission", "")).startswith("iap.web") for i in authz
     ):
@@ -161,7 +175,7 @@ def _iap(a: AuditEntry) -> Session | None:
             attrs[f"iap_{key}"] = str(info[key])
     if payload_meta.get("device_state"):
         attrs["device_state"] = str(payload_meta["device_state"])
-    levels = payload_meta.get("unsatisfied_access_levels") or ()
+    levels = _items(payload_meta.get("unsatisfied_access_levels"))
     if levels:
         attrs["unsatisfied_access_levels"] = ",".join(str(v) for v in levels)
     fields: dict[str, Any] = {**target, "attributes": attrs, "notes": notes}
@@ -222,7 +236,7 @@ def _serial(a: AuditEntry) -> Session | None:
     request = as_dict(a.proto.get("request"), "protoPayload.request")
     if request.get("username"):
         attrs["username"] = str(request["username"])
-    for option in request.get("serialConsoleOptions") or ():
+    for option in _items(request.get("serialConsoleOptions")):
         if isinstance(option, dict) and option.get("name") in ("port", "source"):
             attrs[f"serial_{option['name']}"] = str(option.get("value", ""))
     key = a.key("serial", a.operation_id)
@@ -246,11 +260,11 @@ def _serial(a: AuditEntry) -> Session | None:
 def _ssh_keys(a: AuditEntry) -> Session | None:
     payload_meta = as_dict(a.proto.get("metadata"), "protoPayload.metadata")
     request = as_dict(a.proto.get("request"), "protoPayload.request")
-    keys: set[str] = set(str(k) for k in request.get("Metadata Keys Modified") or ())
+    keys: set[str] = set(str(k) for k in _items(request.get("Metadata Keys Modified")))
     for delta_name in ("instanceMetadataDelta", "projectMetadataDelta"):
         delta = as_dict(payload_meta.get(delta_name), f"metadata.{delta_name}")
         for field in ("addedMetadataKeys", "modifiedMetadataKeys"):
-            keys.update(str(k) for k in delta.get(field) or ())
+            keys.update(str(k) for k in _items(delta.get(field)))
     granted = sorted(keys & _SSH_KEY_NAMES)
     if not granted:
         return None  # metadata change that does not add SSH keys

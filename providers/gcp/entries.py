@@ -87,8 +87,11 @@ def parse_timestamp(value: Any) -> tuple[datetime, str]:
         sign = -1 if tz[0] == "-" else 1
         digits = tz[1:].replace(":", "")
         offset = sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    utc = (base - offset).replace(tzinfo=UTC)
-    when = utc + timedelta(microseconds=int(frac[:6]))
+    try:
+        utc = (base - offset).replace(tzinfo=UTC)
+        when = utc + timedelta(microseconds=int(frac[:6]))
+    except OverflowError as exc:  # 0001-01-01T00:00:00+01:00 is before datetime.min
+        raise RecordError(f"timestamp {value!r} is out of range") from exc
     return when, f"{utc:%Y-%m-%dT%H:%M:%S}.{frac}Z"
 
 

@@ -80,8 +80,18 @@ def machine_type_accelerators(
     return tuple(out)
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """``value`` when it is an object, else ``{}`` (a malformed part is skipped, not fatal)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _seq(value: Any) -> list[Any]:
+    """``value`` when it is a list, else ``[]``."""
+    return value if isinstance(value, list) else []
+
+
 def _metadata(instance: dict[str, Any]) -> dict[str, str]:
-    items = (instance.get("metadata") or {}).get("items") or ()
+    items = _seq(_obj(instance.get("metadata")).get("items"))
     return {
         str(i.get("key")): str(i.get("value", ""))
         for i in items
@@ -111,7 +121,7 @@ def instance_from_compute(
     name = _require_str(instance, "name", "instance")
     zone = short_name(str(instance.get("zone") or zone))
     private, public, nics = [], [], []
-    for nic in instance.get("networkInterfaces") or ():
+    for nic in _seq(instance.get("networkInterfaces")):
         if not isinstance(nic, dict):
             continue
         if nic.get("name"):
@@ -119,13 +129,13 @@ def instance_from_compute(
         for key in ("networkIP", "ipv6Address"):
             if nic.get(key):
                 private.append(str(nic[key]))
-        for access in (*(nic.get("accessConfigs") or ()), *(nic.get("ipv6AccessConfigs") or ())):
+        for access in (*_seq(nic.get("accessConfigs")), *_seq(nic.get("ipv6AccessConfigs"))):
             if isinstance(access, dict):
                 ext = access.get("natIP") or access.get("externalIpv6")
                 if ext:
                     public.append(str(ext))
-    tags: dict[str, str] = {f"label:{k}": str(v) for k, v in (instance.get("labels") or {}).items()}
-    network_tags = (instance.get("tags") or {}).get("items") or ()
+    tags: dict[str, str] = {f"label:{k}": str(v) for k, v in _obj(instance.get("labels")).items()}
+    network_tags = _seq(_obj(instance.get("tags")).get("items"))
     if network_tags:
         tags[NETWORK_TAGS] = ",".join(str(t) for t in network_tags)
     if instance.get("id"):
@@ -133,7 +143,7 @@ def instance_from_compute(
     cluster = _gke_cluster(instance)
     if cluster:
         tags[GKE_CLUSTER_TAG] = cluster
-    if (instance.get("scheduling") or {}).get("provisioningModel"):
+    if _obj(instance.get("scheduling")).get("provisioningModel"):
         tags["provisioning-model"] = str(instance["scheduling"]["provisioningModel"])
     return GpuInstance(
         provider="gcp",
@@ -160,7 +170,7 @@ def instance_from_compute(
 
 
 def _gke_cluster(instance: dict[str, Any]) -> str | None:
-    labels = instance.get("labels") or {}
+    labels = _obj(instance.get("labels"))
     for key in _GKE_CLUSTER_LABELS:
         if labels.get(key):
             return str(labels[key])

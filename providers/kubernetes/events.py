@@ -140,7 +140,8 @@ def _outcome(code: int | None, *, stage: str | None, decision: str | None) -> Ou
 def _exec_options(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(command, container) from a PodExecOptions/PodAttachOptions request body, if logged."""
     command = obj.get("command")
-    text = " ".join(command) if isinstance(command, list) and command else None
+    words = [c for c in command if isinstance(c, str)] if isinstance(command, list) else []
+    text = " ".join(words) or None
     container = obj.get("container")
     return text, container if isinstance(container, str) else None
 

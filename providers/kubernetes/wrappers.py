@@ -80,7 +80,8 @@ def _aks_cluster(resource_id: Any) -> str | None:
 
 
 def _gke_cluster(entry: Mapping[str, Any]) -> str | None:
-    labels = (entry.get("resource") or {}).get("labels") or {}
+    resource = entry.get("resource")
+    labels = resource.get("labels") if isinstance(resource, Mapping) else None
     name = labels.get("cluster_name") if isinstance(labels, Mapping) else None
     return str(name) if name else None
 

@@ -14,7 +14,6 @@ from agent.store import open_store
 from tests.reliability.crashlab import UrlFactory
 
 
-
 @pytest.fixture(
     params=[
         "sqlite",
