@@ -9,6 +9,7 @@ Database errors leave this package only as :class:`agent.errors.StoreError` with
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -229,8 +230,19 @@ def head_revision() -> str:
     return head
 
 
+_MIGRATE_LOCK = threading.Lock()
+"""Alembic's command API keeps process-global state while it loads the script directory and
+env.py: two threads migrating at once fail (KeyError 'script'). Other processes are kept apart
+by the database (PostgreSQL advisory lock / SQLite BEGIN IMMEDIATE)."""
+
+
 def migrate(engine: Engine, target: StoreTarget) -> str:
     """Run ``alembic upgrade head`` in one transaction; returns the database's revision."""
+    with _MIGRATE_LOCK:
+        return _migrate(engine, target)
+
+
+def _migrate(engine: Engine, target: StoreTarget) -> str:
     config = alembic_config()
     with store_errors("migrate", target), engine.connect() as conn:
         conn = conn.execution_options(**WRITE_OPTIONS)

@@ -216,3 +216,18 @@ def test_migrations_render_as_sql_offline_for_a_dba(capsys: pytest.CaptureFixtur
     assert "CREATE TABLE findings" in rendered
     assert "TIMESTAMP WITH TIME ZONE" in rendered
     assert f"'{head_revision()}'" in rendered
+
+
+def test_stores_opened_from_many_threads_at_once_all_migrate(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    urls = [f"sqlite:///{tmp_path / f'db{i}.sqlite'}" for i in range(6)]
+
+    def open_and_close(url: str) -> str:
+        with open_store(url) as store:
+            return store.revision
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        revisions = list(pool.map(open_and_close, urls))
+
+    assert len(set(revisions)) == 1 and revisions[0]
