@@ -392,7 +392,10 @@ def run_audit(
         scope_errors=len(ctx.scope_errors),
         quarantined=ctx.quarantined_total,
     )
-    result = AuditResult(run=run, findings=store.list_findings(run_id=run_id, limit=100_000))
+    produced_here = store.count_findings(run_id=run_id)
+    result = AuditResult(
+        run=run, findings=store.list_findings(run_id=run_id, limit=max(produced_here, 1))
+    )
     for hook in after_run:
         try:
             hook(run, result.findings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from fnmatch import translate
 from typing import Any, TypeVar
@@ -319,49 +319,45 @@ def _target_export_class_in(cond: s.TargetExportClassIn, _c: Compiler) -> Predic
 # --- session conditions ------------------------------------------------------------------
 
 
-@compiles(s.OutcomeIn)
-def _outcome_in(cond: s.OutcomeIn, _c: Compiler) -> Predicate:
-    values = frozenset(cond.values)
+def _membership(
+    values: Iterable[object], get: Callable[[EvaluationInput], Any], say: Callable[[Any], str]
+) -> Predicate:
+    """``get(item) in values``, explained by ``say(value)`` either way."""
+    wanted = frozenset(values)
 
     def pred(sub: Subject) -> tuple[bool, Reasons]:
-        outcome = sub.item.session.outcome
-        return outcome in values, (f"session outcome is {outcome.value}",)
+        value = get(sub.item)
+        return value in wanted, (say(value),)
 
     return pred
+
+
+@compiles(s.OutcomeIn)
+def _outcome_in(cond: s.OutcomeIn, _c: Compiler) -> Predicate:
+    return _membership(
+        cond.values, lambda i: i.session.outcome, lambda v: f"session outcome is {v.value}"
+    )
 
 
 @compiles(s.MethodIn)
 def _method_in(cond: s.MethodIn, _c: Compiler) -> Predicate:
-    values = frozenset(cond.values)
-
-    def pred(sub: Subject) -> tuple[bool, Reasons]:
-        method = sub.item.session.method
-        return method in values, (f"access method is {method.value}",)
-
-    return pred
+    return _membership(
+        cond.values, lambda i: i.session.method, lambda v: f"access method is {v.value}"
+    )
 
 
 @compiles(s.ProviderIn)
 def _provider_in(cond: s.ProviderIn, _c: Compiler) -> Predicate:
-    values = frozenset(cond.values)
-
-    def pred(sub: Subject) -> tuple[bool, Reasons]:
-        provider = sub.item.session.provider
-        return provider in values, (f"provider is {provider}",)
-
-    return pred
+    return _membership(cond.values, lambda i: i.session.provider, lambda v: f"provider is {v}")
 
 
 @compiles(s.AccountIn)
 def _account_in(cond: s.AccountIn, _c: Compiler) -> Predicate:
-    values = frozenset(cond.values)
-
-    def pred(sub: Subject) -> tuple[bool, Reasons]:
-        item = sub.item
-        account = item.session.account or (item.instance.account if item.instance else None)
-        return account in values, (f"target account is {account or '<unknown>'}",)
-
-    return pred
+    return _membership(
+        cond.values,
+        lambda i: i.session.account or (i.instance.account if i.instance else None),
+        lambda v: f"target account is {v or '<unknown>'}",
+    )
 
 
 @compiles(s.PrincipalMatches)

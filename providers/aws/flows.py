@@ -124,6 +124,18 @@ class FlowReader:
         layout = self.layout
         hits: list[FlowHit] = []
         block: list[str] = []
+
+        def flush(lines_: list[str], first_line: int, layout_: FlowLayout) -> list[FlowHit]:
+            return self.block(
+                ctx,
+                lines_,
+                first_line=first_line,
+                layout=layout_,
+                locator=locator,
+                account=account,
+                tag=tag,
+            )
+
         first, started = 1, False
         for number, line in enumerate(lines, start=1):
             if not started:
@@ -140,26 +152,10 @@ class FlowReader:
                 first = number
             block.append(line)
             if len(block) >= BLOCK_LINES:
-                hits += self.block(
-                    ctx,
-                    block,
-                    first_line=first,
-                    layout=layout,
-                    locator=locator,
-                    account=account,
-                    tag=tag,
-                )
+                hits += flush(block, first, layout)
                 block = []
         if block:
-            hits += self.block(
-                ctx,
-                block,
-                first_line=first,
-                layout=layout,
-                locator=locator,
-                account=account,
-                tag=tag,
-            )
+            hits += flush(block, first, layout)
         return hits
 
     def _usable(self, ctx: CollectContext, layout: FlowLayout, locator: str) -> bool:
