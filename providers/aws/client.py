@@ -11,11 +11,12 @@ from __future__ import annotations
 import io
 import json
 import re
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal
 
 import boto3
@@ -24,6 +25,12 @@ import structlog
 from botocore import exceptions as bex
 from botocore.config import Config as BotoConfig
 from botocore.credentials import CredentialProvider, CredentialResolver, RefreshableCredentials
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from agent.errors import (
     ProviderAuthError,
@@ -39,6 +46,7 @@ __all__ = [
     "AwsClient",
     "AwsNotFound",
     "CallerIdentity",
+    "ObjectTooLarge",
     "translate_errors",
 ]
 
@@ -75,6 +83,9 @@ _AUTH_CODES = frozenset(
         "NoCredentialsError",
     }
 )
+# Answers to a request signed with credentials that expired in flight: an assumed-role client
+# re-assumes its role once and retries the request (see ``_refresh_on_expiry``).
+_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
 _OPT_IN_CODES = frozenset({"OptInRequired", "AuthFailure"})
 _NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "ResourceNotFoundException"})
 _UNAVAILABLE_CODES = frozenset(
@@ -104,8 +115,10 @@ _NETWORK_EXCEPTIONS: tuple[type[Exception], ...] = (
     bex.ConnectTimeoutError,
     bex.ReadTimeoutError,
     bex.ConnectionClosedError,
-    bex.HTTPClientError,
+    bex.HTTPClientError,  # ResponseStreamingError: the connection dropped mid-body
+    bex.IncompleteReadError,  # a body shorter than its Content-Length
 )
+_SPOOL_BYTES = 8 * 1024 * 1024  # objects up to this size are held in memory, larger on disk
 _AUTH_HINT = (
     "refresh the credentials (aws sso login / aws sts get-caller-identity) or set "
     "AWS_PROFILE / the source's profile"
@@ -116,6 +129,12 @@ class AwsNotFound(SourceError):
     """A bucket, key or log group that does not exist."""
 
     code = "not_found"
+
+
+class ObjectTooLarge(SourceError):
+    """An S3 object over the size limit of its reader; it is not downloaded."""
+
+    code = "too_large"
 
 
 def _from_client_error(exc: bex.ClientError, scope: str, service: str | None) -> SourceError:
@@ -204,23 +223,13 @@ class _StaticProvider(CredentialProvider):  # type: ignore[misc]
         return self._credentials
 
 
-class _TranslatedStream(io.RawIOBase):
-    """A response body whose read errors leave as ``agent.errors``."""
+class _RenewableCredentials(RefreshableCredentials):  # type: ignore[misc]
+    """Assumed-role credentials that can be renewed on demand, when AWS answers that they
+    expired before botocore's own refresh window (clock skew, a revoked session)."""
 
-    def __init__(self, body: Any, scope: str) -> None:
-        super().__init__()
-        self._body = body
-        self._scope = scope
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        with translate_errors(self._scope, service="s3"):
-            data = self._body.read(len(buffer))
-        size = len(data)
-        buffer[:size] = data
-        return size
+    def expire(self) -> None:
+        """Mark the credentials expired: the next signature re-assumes the role."""
+        self._expiry_time = datetime.now(UTC)  # botocore has no public "refresh now"
 
 
 class AwsClient:
@@ -244,6 +253,8 @@ class AwsClient:
         read_timeout: float = 60,
         page_size: int = 50,
         max_pool_connections: int = 10,
+        object_attempts: int = 4,
+        retry_backoff: float = 1.0,
         _types: _TypeCache | None = None,
     ) -> None:
         with translate_errors(f"aws profile {profile or 'default'}"):
@@ -251,6 +262,8 @@ class AwsClient:
         self.region = region
         self.endpoint_url = endpoint_url
         self.page_size = page_size
+        self.object_attempts = object_attempts
+        self.retry_backoff = retry_backoff
         self._settings = (retry_mode, max_attempts, connect_timeout, read_timeout)
         self._config = BotoConfig(
             retries={"mode": retry_mode, "total_max_attempts": max_attempts},
@@ -263,6 +276,7 @@ class AwsClient:
         self._lock = threading.Lock()
         self._identity: CallerIdentity | None = None
         self._cache = _types or _TypeCache()
+        self._renewable: _RenewableCredentials | None = None
 
     @property
     def default_region(self) -> str:
@@ -275,13 +289,32 @@ class AwsClient:
         with self._lock:
             if key not in self._clients:
                 with translate_errors(f"{service}/{key[1]}", service=service):
-                    self._clients[key] = self._session.client(
+                    client = self._session.client(
                         service,
                         region_name=key[1],
                         endpoint_url=self.endpoint_url,
                         config=self._config,
                     )
+                if self._renewable is not None:
+                    client.meta.events.register("needs-retry", self._refresh_on_expiry)
+                self._clients[key] = client
             return self._clients[key]
+
+    def _refresh_on_expiry(
+        self, response: Any = None, request_dict: Any = None, **_kw: Any
+    ) -> float | None:
+        """botocore ``needs-retry`` hook: an ExpiredToken answer renews the assumed-role
+        credentials and retries the request at once, re-signed; once per request."""
+        if response is None or self._renewable is None or not isinstance(request_dict, dict):
+            return None
+        code = (response[1] or {}).get("Error", {}).get("Code")
+        context = request_dict.setdefault("context", {})
+        if code not in _EXPIRED_CODES or context.get("chipwarden_renewed"):
+            return None
+        context["chipwarden_renewed"] = True
+        self._renewable.expire()
+        log.info("aws_credentials_renewed", account=self._identity and self._identity.account)
+        return 0.0
 
     # ------------------------------------------------------------------ identity and scope
 
@@ -335,7 +368,7 @@ class AwsClient:
                 "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry),
             }
 
-        credentials = RefreshableCredentials.create_from_metadata(
+        credentials = _RenewableCredentials.create_from_metadata(
             metadata=fetch(), refresh_using=fetch, method=_StaticProvider.METHOD
         )
         core = botocore.session.Session()
@@ -357,9 +390,12 @@ class AwsClient:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             page_size=self.page_size,
+            object_attempts=self.object_attempts,
+            retry_backoff=self.retry_backoff,
             _types=self._cache,
         )
         child._identity = CallerIdentity(account=account, arn=role_arn)
+        child._renewable = credentials
         return child
 
     def enabled_regions(self) -> list[str]:
@@ -473,15 +509,65 @@ class AwsClient:
                     yield str(item["Key"])
 
     @contextmanager
-    def open_object(
-        self, bucket: str, key: str, *, region: str | None = None
+    def fetch_object(
+        self, bucket: str, key: str, *, region: str | None = None, max_bytes: int | None = None
     ) -> Iterator[BinaryIO]:
-        """A buffered stream of one S3 object (GetObject); nothing is read ahead."""
+        """One S3 object, downloaded whole before anyone parses it (memory up to 8 MiB, a
+        temporary file beyond), so a download that fails half-way is retried from the start
+        without a parser having seen half an object.
+
+        Retried as a whole (``object_attempts``, exponential backoff from ``retry_backoff``
+        seconds): what botocore's own retries let through (throttling, 5xx), a connection
+        dropped mid-body, a body shorter than its Content-Length, and NoSuchKey for a key
+        that was just listed. ``ObjectTooLarge`` when the object is over ``max_bytes``.
+        """
+        backoff = self.retry_backoff
+        retrying = Retrying(
+            stop=stop_after_attempt(max(1, self.object_attempts)),
+            wait=wait_random_exponential(multiplier=backoff, max=30 * backoff),
+            retry=retry_if_exception_type((ProviderUnavailable, AwsNotFound)),
+            before_sleep=lambda state: log.warning(
+                "aws_object_retry",
+                bucket=bucket,
+                key=key,
+                attempt=state.attempt_number,
+                error=str(state.outcome.exception() if state.outcome else None),
+            ),
+            reraise=True,
+        )
+        spooled = retrying(self._download, bucket, key, region=region, max_bytes=max_bytes)
+        try:
+            yield spooled
+        finally:
+            spooled.close()
+
+    def _download(
+        self, bucket: str, key: str, *, region: str | None, max_bytes: int | None
+    ) -> BinaryIO:
         scope = f"s3://{bucket}/{key}"
         with translate_errors(scope, service="s3"):
-            body = self.client("s3", region).get_object(Bucket=bucket, Key=key)["Body"]
+            reply = self.client("s3", region).get_object(Bucket=bucket, Key=key)
+        body, size = reply["Body"], int(reply.get("ContentLength") or 0)
         try:
-            yield io.BufferedReader(_TranslatedStream(body, scope), buffer_size=1 << 16)
+            if max_bytes is not None and size > max_bytes:
+                raise ObjectTooLarge(
+                    f"{scope}: {size} bytes, over the {max_bytes}-byte limit of its reader",
+                    hint="the object is skipped; check that it is the log it claims to be",
+                )
+            with translate_errors(scope, service="s3"):
+                if size <= _SPOOL_BYTES:
+                    data = body.read()
+                    log.debug("aws_object_fetched", key=key, bytes=len(data))
+                    return io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+                spool = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 - closed by caller
+                try:
+                    for chunk in body.iter_chunks(1 << 20):
+                        spool.write(chunk)
+                except BaseException:
+                    spool.close()
+                    raise
+            spool.seek(0)
+            return io.BufferedReader(spool)
         finally:
             body.close()
 

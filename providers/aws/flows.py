@@ -19,7 +19,7 @@ import structlog
 from agent.contracts import CollectContext
 from agent.errors import SourceError
 from agent.models import ScopeError
-from providers.aws.client import AwsClient, AwsNotFound
+from providers.aws.client import AwsClient, AwsNotFound, ObjectTooLarge
 from providers.aws.flowparse import FlowLayout, header_fields, parse_block
 from providers.aws.flowsessions import FlowHit, TargetIndex, select_hits
 from providers.aws.scope import scope_error
@@ -49,6 +49,8 @@ BLOCK_LINES = 4096
 """Lines parsed per ``parse_block`` call (bounds memory; the unit issue 8 vectorises)."""
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_OBJECT_BYTES = 512 * 1024 * 1024
+"""One flow-log object (compressed); AWS rotates delivery files long before this size."""
 Checkpoint = tuple[str | None, str, str]
 
 
@@ -187,11 +189,15 @@ def _object_hits(
 ) -> list[FlowHit]:
     assert spec.bucket is not None
     locator = f"s3://{spec.bucket}/{key}"
+    # Transport failures after fetch_object's retries propagate and fail the unit (its
+    # checkpoint stays before this key); a corrupt or oversized object is reported and skipped.
     try:
-        with client.open_object(spec.bucket, key, region=spec.region) as stream:
+        with client.fetch_object(
+            spec.bucket, key, region=spec.region, max_bytes=MAX_OBJECT_BYTES
+        ) as stream:
             return reader.lines(ctx, text_lines(stream), locator=locator, account=account, tag=tag)
-    except (OSError, EOFError, zlib.error, AwsNotFound) as exc:
-        code = exc.code if isinstance(exc, AwsNotFound) else "corrupt_gzip"
+    except (OSError, EOFError, zlib.error, ObjectTooLarge) as exc:
+        code = exc.code if isinstance(exc, ObjectTooLarge) else "corrupt_gzip"
         ctx.scope_error(
             ScopeError(
                 source=reader.source,

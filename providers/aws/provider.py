@@ -57,6 +57,9 @@ class _Run:
     caller: CallerIdentity | None = None
     scopes: list[AccountScope] | None = None
     inventory: list[GpuInstance] | None = None
+    blind: set[tuple[str, str]] = field(default_factory=set)
+    """(account, region) whose inventory failed: their sessions are judged without their
+    instances, so those units commit no checkpoint and the next run judges them again."""
 
 
 @dataclass
@@ -121,6 +124,10 @@ class AwsSource:
                 endpoint_url=self.config.endpoint_url,
                 retry_mode=self.config.retry_mode,
                 max_attempts=self.config.max_attempts,
+                connect_timeout=self.config.connect_timeout_seconds,
+                read_timeout=self.config.read_timeout_seconds,
+                object_attempts=self.config.object_attempts,
+                retry_backoff=self.config.retry_backoff_seconds,
                 max_pool_connections=max(10, self.config.max_workers),
             )
         return self._client
@@ -175,7 +182,14 @@ class AwsSource:
                 for scope in self._scopes(run)
                 for region in scope.regions
             ]
-            run.inventory = [i for found in self._fan_out(units, ctx) for i in found or ()]
+            run.inventory = []
+            for unit, found in fan_out(
+                units, ctx=ctx, max_workers=self.config.max_workers, source=self.name
+            ):
+                if found is None or found.failed:
+                    account, region = unit.label.split("/", 1)
+                    run.blind.add((account, region))
+                run.inventory += found.instances if found else ()
         return iter(list(run.inventory))
 
     # ------------------------------------------------------------------ sessions
@@ -199,7 +213,14 @@ class AwsSource:
         units: list[Unit[_Result]] = [
             Unit(
                 label=f"{p.scope.account}/{p.region}",
-                run=partial(self._unit, plan=p, now=now, indexes=indexes, gpu_units=gpu_units),
+                run=partial(
+                    self._unit,
+                    plan=p,
+                    now=now,
+                    indexes=indexes,
+                    gpu_units=gpu_units,
+                    blind=(p.scope.account, p.region) in run.blind,
+                ),
             )
             for p in self._plans(ctx, scopes, now)
             if self._has_unit_work
@@ -211,7 +232,12 @@ class AwsSource:
                 Unit(
                     label=f"logs:{spec.log_group}",
                     run=partial(
-                        self._log_group_unit, scopes=scopes, now=now, index=indexes[0], saved=saved
+                        self._log_group_unit,
+                        scopes=scopes,
+                        now=now,
+                        index=indexes[0],
+                        saved=saved,
+                        blind=bool(run.blind),
                     ),
                 )
             )
@@ -289,6 +315,7 @@ class AwsSource:
         now: datetime,
         indexes: tuple[TargetIndex, TargetIndex],
         gpu_units: frozenset[tuple[str, str | None]],
+        blind: bool = False,
     ) -> _Result:
         """One account/region: trail records, SSM end times, tunnel targets and flow logs."""
         scope, region, account = plan.scope, plan.region, plan.scope.account
@@ -354,6 +381,8 @@ class AwsSource:
             tagged += flow_sessions
             checkpoints += flows.checkpoints
             failed = failed or flows.failed
+        if blind:  # judged without this account/region's instances: judge again next run
+            checkpoints = []
         batches = to_batches(f"aws:{account}/{region}", tagged, checkpoints)
         log.info(
             "aws_unit_read",
@@ -376,10 +405,12 @@ class AwsSource:
         now: datetime,
         index: TargetIndex,
         saved: str | None,
+        blind: bool = False,
     ) -> _Result:
-        """The trail's CloudWatch Logs group (all accounts in one group)."""
+        """The trail's CloudWatch Logs group (all accounts in one group); no checkpoint when
+        some account's inventory failed (``blind``)."""
         spec = self.config.cloudtrail
-        assert spec is not None and spec.log_group is not None
+        assert spec is not None and spec.log_group is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
         output = read_log_group(
             local,
             client=self.client,
@@ -393,7 +424,8 @@ class AwsSource:
         tagged = self._fix(
             local, output.collector.tagged(), {s.account: s.client for s in scopes}, index
         )
-        batches = to_batches(f"aws:logs:{spec.log_group}", tagged, output.checkpoints)
+        checkpoints = [] if blind else output.checkpoints
+        batches = to_batches(f"aws:logs:{spec.log_group}", tagged, checkpoints)
         return _Result(
             sessions=tagged, batches=batches, objects=output.objects, failed=output.failed
         )
@@ -445,6 +477,14 @@ def _read(ctx: CollectContext, scope: str, saved: dict[str, str]) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class _Found:
+    """One account/region's instances, and whether listing them failed."""
+
+    instances: list[GpuInstance]
+    failed: bool
+
+
 def _inventory_unit(
     local: CollectContext,
     *,
@@ -452,5 +492,7 @@ def _inventory_unit(
     region: str,
     catalog: InstanceTypeCatalog,
     source: str,
-) -> list[GpuInstance]:
-    return read_inventory(local, scope=scope, region=region, catalog=catalog, source=source)
+) -> _Found:
+    errors = len(local.scope_errors)
+    found = read_inventory(local, scope=scope, region=region, catalog=catalog, source=source)
+    return _Found(found, failed=len(local.scope_errors) > errors)

@@ -130,6 +130,12 @@ class AwsSourceConfig(_Strict):
     endpoint_url: str | None = None
     retry_mode: Literal["standard", "adaptive"] = "standard"
     max_attempts: int = Field(default=5, ge=1, le=20)
+    connect_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    read_timeout_seconds: float = Field(default=60, gt=0, le=900)
+    object_attempts: int = Field(default=4, ge=1, le=10)
+    """Downloads of one S3 object (trail or flow-log file) before its unit fails."""
+    retry_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    """First wait between object downloads; doubles per attempt, with jitter."""
     accounts: list[AccountId] | None = Field(default=None, min_length=1)
     organization: bool = False
     assume_role: (

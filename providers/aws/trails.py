@@ -17,8 +17,9 @@ import structlog
 from agent.contracts import CollectContext
 from agent.errors import SourceError
 from agent.models import ScopeError, ensure_utc
-from providers.aws.client import AwsClient, AwsNotFound
+from providers.aws.client import AwsClient, ObjectTooLarge
 from providers.aws.collect import RecordCollector
+from providers.aws.fastscan import MAX_FILE_BYTES
 from providers.aws.files import DIGEST_MARKER, Unreadable, parse_stream
 from providers.aws.normalize import SESSION_EVENT_SOURCES
 from providers.aws.scope import scope_error
@@ -77,10 +78,15 @@ def _read_object(
 ) -> None:
     assert spec.bucket is not None
     locator = f"s3://{spec.bucket}/{key}"
+    # A transport failure after fetch_object's retries (throttling, 5xx, a truncated body, a
+    # listed key still missing) propagates: the unit fails and its checkpoint stays before
+    # this key, so the next run reads it. Bad content is quarantined and skipped.
     try:
-        with client.open_object(spec.bucket, key, region=spec.region) as stream:
+        with client.fetch_object(
+            spec.bucket, key, region=spec.region, max_bytes=MAX_FILE_BYTES
+        ) as stream:
             entries = parse_stream(stream)
-    except (Unreadable, AwsNotFound) as exc:
+    except (Unreadable, ObjectTooLarge) as exc:
         code = exc.code
         ctx.scope_error(
             ScopeError(

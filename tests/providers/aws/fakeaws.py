@@ -22,6 +22,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import botocore.handlers
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+
+from tests.reliability.faultlab import FaultPlan
 
 __all__ = [
     "Call",
@@ -33,6 +36,21 @@ __all__ = [
 ]
 
 Handler = Callable[[dict[str, Any]], Any]  # a JSON-able dict, or XML text
+
+# (status, code) of a throttling / server error answer in each wire protocol.
+_THROTTLE = {
+    "ec2": (503, "RequestLimitExceeded"),
+    "rest-xml": (503, "SlowDown"),
+    "query": (400, "Throttling"),
+    "json": (400, "ThrottlingException"),
+}
+_SERVER_ERROR = {
+    "ec2": (500, "InternalError"),
+    "rest-xml": (500, "InternalError"),
+    "query": (500, "InternalFailure"),
+    "json": (500, "InternalFailure"),
+}
+_EXPIRED = {"json": "ExpiredTokenException"}  # the others answer ExpiredToken
 
 
 class _Raw(io.BytesIO):
@@ -167,6 +185,7 @@ def lookup_events_pages(records: list[dict[str, Any]], *, page_size: int = 2) ->
 
 # ----------------------------------------------------------------------------- every client
 
+_WIRE_KINDS = frozenset({"throttle", "server-error", "timeout", "reset"})
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([a-z0-9-]+)/")
 _PROTOCOLS = {"ec2": "ec2", "sts": "query", "s3": "rest-xml"}  # the rest speak JSON
 
@@ -200,7 +219,11 @@ class GlobalFake:
         self.calls: list[Call] = []
         self.handlers: dict[str, Handler] = {}
         self.rules: list[_Rule] = []
+        self.plan: FaultPlan | None = None
+        self.object_bytes: Callable[[str], bytes] | None = None
+        self.account_of: Callable[[str], str] | None = None
         self._by_call: set[str] = set()
+        self._expired: set[str] = set()
         self._lock = threading.Lock()
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> GlobalFake:
@@ -233,6 +256,66 @@ class GlobalFake:
         with self._lock:
             return [c for c in self.calls if c.operation == operation]
 
+    def chaos(
+        self,
+        plan: FaultPlan | None,
+        object_bytes: Callable[[str], bytes] | None = None,
+        account_of: Callable[[str], str] | None = None,
+    ) -> None:
+        """Fail calls as ``plan`` draws (``None`` stops). Besides the transient kinds: GetObject
+        can answer ``truncated`` (a body shorter than its Content-Length; ``object_bytes``
+        gives an object's bytes by URL path) or ``missing`` (NoSuchKey for a listed key), and
+        a call signed with assumed-role credentials (ASIA...) ``expired`` (ExpiredToken).
+        A call's identity (what ``plan.matches`` sees) starts with the signing account
+        (``account_of(access key)``) and region, then operation, path and parameters."""
+        self.plan, self.object_bytes, self.account_of = plan, object_bytes, account_of
+
+    def _fault(
+        self, plan: FaultPlan, call: Call, request: Any, protocol: str
+    ) -> AWSResponse | None:
+        params = json.dumps(call.params, sort_keys=True, default=str)
+        account = self.account_of(call.access_key or "") if self.account_of else "-"
+        where = urlsplit(request.url)  # the query string too: S3 lists by ?prefix=
+        identity = (
+            f"{account} {call.region} {call.service}.{call.operation} {unquote(where.path)}"
+            f"?{where.query} {params}"
+        )
+        kinds = [k for k in plan.kinds if k in _WIRE_KINDS]
+        if call.operation == "GetObject" and self.object_bytes is not None:
+            kinds += [k for k in ("truncated", "missing") if k in plan.kinds]
+        if (call.access_key or "").startswith("ASIA") and "expired" in plan.kinds:
+            with self._lock:
+                if identity not in self._expired:
+                    kinds.append("expired")
+        kind = plan.draw(identity, kinds)
+        with self._lock:
+            if kind == "expired":
+                self._expired.add(identity)
+            elif kind is None:
+                self._expired.discard(identity)
+        if kind is None:
+            return None
+        url = request.url
+        request.url = "http://fakeaws.invalid/"
+        if kind == "timeout":
+            raise ReadTimeoutError(endpoint_url=url, error="Read timed out (injected)")
+        if kind == "reset":
+            raise ConnectionClosedError(endpoint_url=url)
+        if kind == "truncated":
+            assert self.object_bytes is not None
+            data = self.object_bytes(call.path)
+            headers = {"Content-Length": str(len(data)), "Content-Type": "application/octet-stream"}
+            return AWSResponse(request.url, 200, headers, _Raw(data[: len(data) // 2]))
+        if kind == "missing":
+            return error_response(protocol, 404, "NoSuchKey", "The specified key does not exist.")
+        if kind == "expired":
+            code = _EXPIRED.get(protocol, "ExpiredToken")
+            return error_response(
+                protocol, 400, code, "The security token included in the request is expired"
+            )
+        status, code = (_THROTTLE if kind == "throttle" else _SERVER_ERROR)[protocol]
+        return error_response(protocol, status, code, f"injected {kind}")
+
     def _before_send(self, request: Any, event_name: str = "", **_kw: Any) -> AWSResponse | None:
         _, service, operation = event_name.split(".", 2)
         auth = request.headers.get("Authorization") or b""
@@ -254,6 +337,10 @@ class GlobalFake:
         )
         with self._lock:
             self.calls.append(call)
+        if self.plan is not None:
+            faulted = self._fault(self.plan, call, request, protocol)
+            if faulted is not None:
+                return faulted
         for rule in self.rules:
             if rule.operation == operation and rule.when(call):
                 request.url = "http://fakeaws.invalid/"

@@ -468,10 +468,17 @@ def ssm_history(world: World) -> list[dict[str, Any]]:
 
 
 def config_yaml(
-    world: World, *, store: str, flow_glob: str, endpoint_url: str | None = None
+    world: World,
+    *,
+    store: str,
+    flow_glob: str,
+    endpoint_url: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> str:
-    """The audit config of the world (an organization with member roles)."""
+    """The audit config of the world (an organization with member roles); ``options`` are
+    more keys of the aws source (retry settings, ...)."""
     endpoint = f"    endpoint_url: {endpoint_url}\n" if endpoint_url else ""
+    endpoint += "".join(f"    {k}: {json.dumps(v)}\n" for k, v in (options or {}).items())
     return (
         f"store: {store}\n"
         "sources:\n"

@@ -13,29 +13,22 @@ import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 from moto.iam.models import get_account_id_from  # the account moto maps a key to
 
-from agent.assembly import build_classifier, build_engine, build_plugins
 from agent.cli import run
-from agent.config import load_config
-from agent.contracts import AuditWindow
-from agent.enrich import GeoEnricher
-from agent.models import Finding
-from agent.pipeline import AuditResult, run_audit
 from agent.store import open_store
 
 from .fakeaws import GlobalFake, describe_sessions_pages
+from .orgaudit import audit, described, write_config
 from .orgworld import (
     EXPECTED,
     MGMT,
     NOW,
     World,
     build_world,
-    config_yaml,
     event,
     put_flows,
     put_trail,
@@ -43,8 +36,6 @@ from .orgworld import (
     ssm_history,
     write_flow_export,
 )
-
-SCHEDULED = AuditWindow(since=None, until=None, explicit=False, default_lookback_hours=72)
 
 
 @pytest.fixture
@@ -69,48 +60,6 @@ def world(org: World, fake: GlobalFake, tmp_path: Path) -> World:
     write_flow_export(org, tmp_path / "flows")
     fake.on("DescribeSessions", describe_sessions_pages(ssm_history(org)))
     return org
-
-
-def write_config(world: World, tmp_path: Path, endpoint_url: str | None = None) -> Path:
-    path = tmp_path / "chipwarden.yaml"
-    path.write_text(
-        config_yaml(
-            world, store="sqlite:///audit.db", flow_glob="flows/*.log.gz", endpoint_url=endpoint_url
-        )
-    )
-    return path
-
-
-def audit(config: Path, *, clock_at: Any = NOW) -> AuditResult:
-    """One scheduled audit through the pipeline with a fixed clock."""
-    cfg, doc = load_config(config)
-    clock = lambda: clock_at  # noqa: E731
-    plugins = build_plugins(cfg, doc=doc, clock=clock)
-    with (
-        GeoEnricher.from_config(cfg.geo, base_dir=cfg.base_dir) as enricher,
-        open_store(cfg.store) as store,
-    ):
-        return run_audit(
-            plugins=plugins,
-            store=store,
-            engine=build_engine(cfg, clock=clock),
-            enricher=enricher,
-            classifier=build_classifier(cfg),
-            window=SCHEDULED,
-            clock=clock,
-        )
-
-
-def described(world: World, findings: list[Finding]) -> set[tuple[Any, ...]]:
-    return {
-        (
-            f.policy_id,
-            f.session.method.value,
-            world.host_by_instance(f.session.instance_id),
-            f.session.source_ip,
-        )
-        for f in findings
-    }
 
 
 def test_org_audit_finds_exactly_the_expected_sessions_and_rereads_nothing(

@@ -1,0 +1,72 @@
+"""Audits of the ``orgworld`` organization: its config file, one scheduled pipeline run with a
+fixed clock, and findings described by (policy, method, host, source IP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agent.assembly import build_classifier, build_engine, build_plugins
+from agent.config import load_config
+from agent.contracts import AuditWindow
+from agent.enrich import GeoEnricher
+from agent.models import Finding
+from agent.pipeline import AuditResult, run_audit
+from agent.store import open_store
+
+from .orgworld import NOW, World, config_yaml
+
+SCHEDULED = AuditWindow(since=None, until=None, explicit=False, default_lookback_hours=72)
+
+
+def write_config(
+    world: World,
+    tmp_path: Path,
+    endpoint_url: str | None = None,
+    *,
+    store: str = "sqlite:///audit.db",
+    options: dict[str, Any] | None = None,
+) -> Path:
+    path = tmp_path / "chipwarden.yaml"
+    path.write_text(
+        config_yaml(
+            world,
+            store=store,
+            flow_glob="flows/*.log.gz",
+            endpoint_url=endpoint_url,
+            options=options,
+        )
+    )
+    return path
+
+
+def audit(config: Path, *, clock_at: Any = NOW) -> AuditResult:
+    """One scheduled audit through the pipeline with a fixed clock."""
+    cfg, doc = load_config(config)
+    clock = lambda: clock_at  # noqa: E731
+    plugins = build_plugins(cfg, doc=doc, clock=clock)
+    with (
+        GeoEnricher.from_config(cfg.geo, base_dir=cfg.base_dir) as enricher,
+        open_store(cfg.store) as store,
+    ):
+        return run_audit(
+            plugins=plugins,
+            store=store,
+            engine=build_engine(cfg, clock=clock),
+            enricher=enricher,
+            classifier=build_classifier(cfg),
+            window=SCHEDULED,
+            clock=clock,
+        )
+
+
+def described(world: World, findings: list[Finding]) -> set[tuple[Any, ...]]:
+    return {
+        (
+            f.policy_id,
+            f.session.method.value,
+            world.host_by_instance(f.session.instance_id),
+            f.session.source_ip,
+        )
+        for f in findings
+    }
