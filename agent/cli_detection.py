@@ -124,7 +124,7 @@ def replay_changes(
                 continue
             change = "new" if before is None else "removed" if after is None else "severity"
             shown = after or before
-            assert shown is not None
+            assert shown is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
             yield {
                 "change": change,
                 "policy_id": pid,

@@ -180,7 +180,7 @@ class FileFollower:
 
     def _rotated_while_away(self, saved: FilePosition) -> None:
         """The path is another file now: finish the saved one if it is still next to it."""
-        assert self._fd is not None
+        assert self._fd is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
         old = _find_by_inode(self.path, saved)
         if old is not None:
             os.close(self._fd)
@@ -200,7 +200,7 @@ class FileFollower:
 
     def _truncated(self, saved: FilePosition) -> None:
         """The file shrank or its head changed (copytruncate): read the copy's tail first."""
-        assert self._fd is not None
+        assert self._fd is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
         self.truncations += 1
         copy = _find_copy(self.path, saved)
         if copy is not None:
@@ -216,12 +216,12 @@ class FileFollower:
 
     def _read(self, *, final: bool) -> Chunk | None:
         fd, pos = self._fd, self._pos
-        assert fd is not None and pos is not None
+        assert fd is not None and pos is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
         size = os.fstat(fd).st_size
         if size < pos.offset or not _head_matches(fd, pos):
             self._truncated(pos)
             fd, pos = self._fd, self._pos
-            assert fd is not None and pos is not None
+            assert fd is not None and pos is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
             size = os.fstat(fd).st_size
         if size <= pos.offset:
             return None
@@ -245,7 +245,7 @@ class FileFollower:
 
     def _moved_on(self) -> bool:
         """True when the path names another file than the open one (rotation)."""
-        assert self._pos is not None
+        assert self._pos is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
         try:
             st = os.stat(self.path)
         except FileNotFoundError:

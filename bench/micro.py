@@ -84,7 +84,7 @@ def policy_rates(*, n: int = 20_000) -> dict:
     config = AppConfig()
     engine = build_engine(config, clock=lambda: now)
     classifier = build_classifier(config)
-    rnd = random.Random(4)  # noqa: S311
+    rnd = random.Random(4)  # noqa: S311 - seeded synthetic benchmark data, not security
     pools = IpPools(rnd)
     with GeoEnricher() as enricher:
         intel = enricher.lookup([pools.session_ip() for _ in range(n)])

@@ -108,7 +108,7 @@ def throughput(lines: Sequence[str]) -> tuple[float, float, int]:
                     options=WatchOptions(until_idle=True),
                 )
                 followed = time.perf_counter() - start
-            assert run.counts.read == len(lines), run.counts
+            assert run.counts.read == len(lines), run.counts  # noqa: S101 - a benchmark's own sanity check, not input validation
             (root / "bench.db").unlink()
             with open_store(cfg.store) as store:
                 start = time.perf_counter()
@@ -166,7 +166,7 @@ def latency(*, appends: int, gap: float, follow_interval: float) -> list[float]:
             )
             worker.start()
             time.sleep(0.5)
-            rnd = random.Random(7)  # noqa: S311
+            rnd = random.Random(7)  # noqa: S311 - seeded synthetic log lines, not security
             with log.open("a", encoding="utf-8") as fh:
                 for i in range(appends):
                     user = f"lat{i}"

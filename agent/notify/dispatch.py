@@ -56,7 +56,7 @@ class NotifierTarget(BaseModel):
         """The URL (read from ``url_env`` when given)."""
         if self.url is not None:
             return self.url
-        assert self.url_env is not None
+        assert self.url_env is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
         value = os.environ.get(self.url_env)
         if not value:
             raise ConfigError(

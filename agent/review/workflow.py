@@ -95,10 +95,10 @@ def plan_review(finding: Finding, request: ReviewRequest) -> FindingChange:
     removed: list[str] = []
     details: dict[str, str] = {}
     if request.action is ReviewAction.ASSIGN:
-        assert request.assignee is not None
+        assert request.assignee is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
         extra["assignee"] = details["assignee"] = request.assignee.strip()
     if request.action is ReviewAction.RESOLVE:
-        assert request.reason is not None
+        assert request.reason is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
         extra["resolution"] = details["reason"] = request.reason.value
     if request.action is ReviewAction.REOPEN:
         for key in ("resolution", "exception_id"):

@@ -2,13 +2,15 @@
 
 Everything expensive (store + migrations, policies, geo databases, inventory) is built once
 here; requests reuse it. ``/healthz`` and ``/readyz`` are open; everything else needs a bearer
-token (API, ``/metrics``, ``/openapi.json``) or a console session made from one.
+token (API, ``/metrics``, ``/openapi.json``) or a console session made from one, and answers
+429 to a client locked out after repeated failed authentications (agent/server/ratelimit.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -32,6 +34,12 @@ from agent.server.middleware import (
     BodyLimitMiddleware,
     ObservabilityMiddleware,
     SecurityHeadersMiddleware,
+)
+from agent.server.ratelimit import (
+    AuthFailureLimiter,
+    AuthGuard,
+    AuthRateLimitMiddleware,
+    parse_networks,
 )
 from agent.server.settings import ServerSettings
 from agent.server.state import ServiceState, build_state
@@ -59,7 +67,7 @@ def _status_for(exc: ChipwardenError) -> int:
 
 
 async def _chipwarden_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ChipwardenError)
+    assert isinstance(exc, ChipwardenError)  # noqa: S101 - type narrowing for mypy; not a runtime check
     status = _status_for(exc)
     if status >= 500:
         log.warning("request_failed", path=request.url.path, code=exc.code, error=exc.message)
@@ -69,7 +77,7 @@ async def _chipwarden_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    assert isinstance(exc, HTTPException)  # noqa: S101 - type narrowing for mypy; not a runtime check
     if request.url.path.startswith("/console") and exc.status_code in (403, 404):
         caller = getattr(request.state, "caller", None)
         if caller is not None:
@@ -105,13 +113,34 @@ async def _sweep_exceptions(state: ServiceState, every: float) -> None:
             log.warning("exception_sweep_failed", error=exc.message)
 
 
+def _auth_guard(settings: ServerSettings, app: FastAPI, clock: Callable[[], float]) -> AuthGuard:
+    metrics: ServerMetrics = app.state.metrics
+    limiter = AuthFailureLimiter(
+        limit=settings.auth_failure_limit,
+        window=settings.auth_failure_window_seconds,
+        lockout=settings.auth_lockout_seconds,
+        max_clients=settings.auth_limiter_max_clients,
+        clock=clock,
+        on_evict=metrics.auth_limiter_evictions.inc,
+    )
+    metrics.auth_tracked_clients.set_function(lambda: len(limiter))
+    return AuthGuard(
+        limiter,
+        proxies=parse_networks(settings.trusted_proxies),
+        metrics=lambda: app.state.metrics,
+    )
+
+
 def create_app(
     settings: ServerSettings | None = None,
     *,
     state: ServiceState | None = None,
     clock: Callable[[], datetime] | None = None,
+    auth_clock: Callable[[], float] | None = None,
 ) -> FastAPI:
-    """Build the app: state (unless given), routes, auth, middleware, metrics."""
+    """Build the app: state (unless given), routes, auth, middleware, metrics.
+
+    ``auth_clock`` (seconds, monotonic by default) times the auth-failure lockouts."""
     settings = settings or ServerSettings()
     state = state or build_state(settings, clock=clock)
 
@@ -140,6 +169,7 @@ def create_app(
     )
     app.state.services = state
     app.state.metrics = ServerMetrics(lambda: state)
+    app.state.auth_guard = _auth_guard(settings, app, auth_clock or time.monotonic)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(_caller: Annotated[Caller, Depends(require(Role.VIEWER))]) -> dict[str, Any]:
@@ -181,6 +211,7 @@ def create_app(
         limit=settings.max_request_bytes,
         overrides={"/v1/ingest/": settings.max_ingest_bytes},
     )
+    app.add_middleware(AuthRateLimitMiddleware, guard=lambda: app.state.auth_guard)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=lambda: app.state.metrics)
     return app

@@ -3,7 +3,8 @@ session cookie (after a token login) plus a CSRF token for the console.
 
 ``require(Role.REVIEWER)`` is a FastAPI dependency: no or bad token -> 401 with
 ``WWW-Authenticate: Bearer``; a token whose role is too low -> 403. Every route but
-``/healthz`` and ``/readyz`` depends on one of these.
+``/healthz`` and ``/readyz`` depends on one of these. A presented token that is refused counts
+towards the client's auth-failure lockout (agent/server/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agent.review.models import ApiToken, Role
+from agent.server.ratelimit import record_auth_failure
 from agent.server.state import ServiceState
 
 __all__ = [
@@ -86,6 +88,7 @@ def require(role: Role) -> Callable[..., Awaitable[Caller]]:
         token = state.review.tokens.verify(credentials.credentials)
         if token is None:
             log.info("auth_rejected", path=request.url.path, reason="invalid_token")
+            record_auth_failure(request.app.state, request.scope, reason="invalid_token")
             raise _unauthorised("invalid or revoked token")
         caller = _caller(token)
         request.state.caller = caller

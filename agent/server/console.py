@@ -34,6 +34,7 @@ from agent.server.auth import (
     get_state,
 )
 from agent.server.middleware import CONSOLE_CSP
+from agent.server.ratelimit import record_auth_failure
 from agent.store.service_queries import FindingQuery
 
 __all__ = ["router", "templates"]
@@ -118,6 +119,8 @@ def login_submit(
     found = get_state(request).review.tokens.verify(token.strip())
     if found is None:
         log.info("console_login_failed")
+        if token.strip():  # like the API, only presented credentials count
+            record_auth_failure(request.app.state, request.scope, reason="console_login")
         return _login_page(request, error="That token is not valid.", status_code=401)
     console_login(request, found)
     log.info("console_login", token_id=found.id, role=found.role.value)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -139,6 +139,32 @@ class ServerMetrics:
             "chipwarden_ingest_items_quarantined",
             "Malformed items inside accepted webhook bodies",
             ["webhook"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "chipwarden_auth_failures",
+            "Failed authentications (presented credentials that were refused), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.auth_lockouts = Counter(
+            "chipwarden_auth_lockouts",
+            "Client addresses locked out after too many failed authentications",
+            registry=self.registry,
+        )
+        self.auth_rate_limited = Counter(
+            "chipwarden_auth_rate_limited",
+            "Requests refused with 429 because their client address is locked out",
+            registry=self.registry,
+        )
+        self.auth_tracked_clients = Gauge(
+            "chipwarden_auth_limiter_tracked_clients",
+            "Client addresses the auth-failure limiter currently tracks (bounded)",
+            registry=self.registry,
+        )
+        self.auth_limiter_evictions = Counter(
+            "chipwarden_auth_limiter_evictions",
+            "Clients with recent failures forgotten because the limiter table was full",
             registry=self.registry,
         )
         self.latency = Histogram(

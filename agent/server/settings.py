@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.models import Severity
@@ -20,7 +21,9 @@ class ServerSettings(BaseSettings):
 
     ``token_pepper`` keys the stored token hashes (the CLI's ``token create`` must use the same
     value). ``session_secret`` signs console cookies; by default it is derived from the pepper.
-    CORS is off unless ``cors_origins`` lists origins.
+    CORS is off unless ``cors_origins`` lists origins. ``auth_failure_*`` / ``auth_lockout_*``
+    rate-limit failed authentications per client address (``trusted_proxies``: whose
+    ``X-Forwarded-For`` to believe; see agent/server/ratelimit.py).
     """
 
     model_config = SettingsConfigDict(env_prefix="CHIPWARDEN_", extra="ignore", frozen=True)
@@ -43,8 +46,28 @@ class ServerSettings(BaseSettings):
     live_inventory: bool = False
     expiry_sweep_seconds: float = Field(default=60.0, ge=0)
     token_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    auth_failure_limit: int = Field(
+        default=10, ge=0, description="failed authentications per client before a lockout (0: off)"
+    )
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    auth_lockout_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    auth_limiter_max_clients: int = Field(default=10_000, ge=100, le=10_000_000)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of reverse proxies whose X-Forwarded-For names the client",
+    )
     log_format: str = "json"
     log_level: str = "info"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {value!r} is not an address or CIDR") from exc
+        return values
 
     def pepper(self) -> str | None:
         """The token pepper as text, or ``None`` when unset."""

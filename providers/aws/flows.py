@@ -187,7 +187,7 @@ def _object_hits(
     account: str,
     tag: str,
 ) -> list[FlowHit]:
-    assert spec.bucket is not None
+    assert spec.bucket is not None  # noqa: S101 - type narrowing; the caller checked the field
     locator = f"s3://{spec.bucket}/{key}"
     # Transport failures after fetch_object's retries propagate and fail the unit (its
     # checkpoint stays before this key); a corrupt or oversized object is reported and skipped.
@@ -230,7 +230,7 @@ def read_flow_bucket(
     """Flow-log objects of ``days`` for one account/region. Objects sort by flow-log id
     before time, so each day's checkpoint is ``{flow-log id: last key}`` (JSON); the last
     checkpoint is the last day listed (where the next scheduled run starts)."""
-    assert spec.bucket is not None
+    assert spec.bucket is not None  # noqa: S101 - type narrowing; the caller checked the field
     base = flow_bucket_scope(spec, account, region)
     out = FlowOutput()
     for day in days:
@@ -294,7 +294,7 @@ def read_flow_log_group(
     """Flow records in the log group of one account/region (one record per log event; the
     configured ``fields`` / ``format`` give the layout). A missing group is an error only
     where GPU instances run."""
-    assert spec.log_group is not None
+    assert spec.log_group is not None  # noqa: S101 - type narrowing; the caller checked the field
     group, out = spec.log_group, FlowOutput()
     scope = f"aws:flowlogs-logs:{account}:{region}:{group}"
     locator = f"logs:{group}"

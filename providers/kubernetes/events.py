@@ -174,7 +174,7 @@ def _from_k8s(raw: RawEvent) -> AuditAccess | None:
     if when is None and raw.fallback_time is None:
         raise RecordError("missing requestReceivedTimestamp (and no wrapper time)")
     started = parse_time(when, field="requestReceivedTimestamp") if when else raw.fallback_time
-    assert started is not None
+    assert started is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
     ended = None
     if stage == "ResponseComplete" and ev.get("stageTimestamp"):
         ended = parse_time(ev["stageTimestamp"], field="stageTimestamp")
