@@ -3,19 +3,27 @@
 Every method returns REST-shaped (camelCase) dicts, so ``normalize``/``audit``/``flows`` are
 tested from recorded JSON. Logging is read over its JSON API (``_use_grpc=False``); entries stay
 raw dicts so one malformed entry is quarantined instead of breaking the SDK's parser.
+Each request (each page) is retried on its own through ``backoff.Backoff`` when the error is
+transient (429 honouring Retry-After, 5xx, read timeouts, dropped connections, truncated
+bodies; a 404 for an object the same run just listed a few times); ``timeout`` bounds each
+attempt. An expired access token is refreshed by google-auth's session on the 401 itself.
 SDK errors become the ``agent.errors`` tree, naming the IAM permission that was missing.
 """
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import requests
 import structlog
 from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
+from google.api_core import timeout as gtimeout
 from google.auth import exceptions as auth_exc
 from google.protobuf import json_format  # type: ignore[import-untyped]
 
@@ -25,6 +33,7 @@ from agent.errors import (
     ProviderUnavailable,
     SourceError,
 )
+from providers.gcp.backoff import Backoff, Transient
 from providers.gcp.config import Endpoints, RetrySettings
 
 __all__ = ["PERMISSIONS", "ApiDisabled", "GcpClient"]
@@ -47,15 +56,21 @@ PERMISSIONS: dict[str, str] = {
     "resourcemanager.organizations.getIamPolicy": "resourcemanager.organizations.getIamPolicy",
     "tpu.nodes.list": "tpu.nodes.list",
 }
-_TRANSIENT = (
-    gexc.TooManyRequests,
+_SERVER_ERRORS = (
     gexc.InternalServerError,
     gexc.BadGateway,
     gexc.ServiceUnavailable,
     gexc.GatewayTimeout,
+)
+_TRANSIENT = (
+    gexc.TooManyRequests,
+    *_SERVER_ERRORS,
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,  # body shorter than its Content-Length
 )
+# A 404 for an object named by a listing of the same run (eventual consistency): a few tries.
+_LISTED_MISSING_ATTEMPTS = 4
 _DISABLED_MARKERS = ("SERVICE_DISABLED", "accessNotConfigured", "has not been used in project")
 
 
@@ -101,8 +116,10 @@ def translate_errors(
         ) from exc
     except (*_TRANSIENT, gexc.RetryError, auth_exc.TransportError) as exc:
         raise ProviderUnavailable(
-            f"{operation} on {target}: service unavailable ({exc})",
-            hint="transient Google API error after retries; re-run later or raise retry.deadline",
+            f"{operation} on {target}: service unavailable ({type(exc).__name__}: {exc})",
+            hint="the Google API kept failing after the retry budget; the next scheduled run "
+            "reads this scope again from its checkpoint (raise retry.attempts/retry.deadline "
+            "if it keeps happening)",
         ) from exc
     except gexc.NotFound as exc:
         raise SourceError(
@@ -111,6 +128,59 @@ def translate_errors(
         ) from exc
     except gexc.GoogleAPICallError as exc:
         raise SourceError(f"{operation} on {target}: {exc.message}") from exc
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked to wait (``Retry-After``: delta-seconds or an HTTP date)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def classify(exc: BaseException, *, listed: bool = False) -> Transient | None:
+    """Whether ``exc`` is worth another try, and how (``None``: fail now)."""
+    if isinstance(exc, gexc.TooManyRequests):
+        return Transient("throttle", retry_after=_retry_after(exc))
+    if isinstance(exc, _SERVER_ERRORS):
+        return Transient("server-error", retry_after=_retry_after(exc))
+    if isinstance(exc, requests.exceptions.Timeout):
+        return Transient("timeout")
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return Transient("truncated")
+    if isinstance(exc, requests.exceptions.ConnectionError | auth_exc.TransportError):
+        return Transient("connection")
+    if listed and isinstance(exc, gexc.NotFound):
+        return Transient("missing", attempts=_LISTED_MISSING_ATTEMPTS)
+    return None
+
+
+class _SdkRetry:
+    """A ``retry=`` for google-cloud methods (and the pagers that reuse it for later pages):
+    every attempt of the wrapped call goes through ``Backoff``."""
+
+    def __init__(self, backoff: Backoff, operation: str) -> None:
+        self.backoff = backoff
+        self.operation = operation
+
+    def __call__(self, func: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(func)
+        def with_retries(*args: Any, **kwargs: Any) -> T:
+            return self.backoff.call(lambda: func(*args, **kwargs), operation=self.operation)
+
+        return with_retries
 
 
 class GcpClient:
@@ -124,14 +194,17 @@ class GcpClient:
         retry: RetrySettings | None = None,
         timeout: float = 60.0,
         page_size: int = 500,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.credentials_mode = credentials
         self.endpoints = endpoints or Endpoints()
         self.retry_settings = retry
         self.timeout = timeout
         self.page_size = page_size
+        self.sleep = sleep
         self._clients: dict[str, Any] = {}
         self._machine_types: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._machine_type_errors: dict[tuple[str, str, str], SourceError] = {}
         self._creds: Any = None
         self._auth_error: ProviderAuthError | None = None
 
@@ -176,22 +249,27 @@ class GcpClient:
             ),
         )
 
-    def retry(self) -> gretry.Retry | None:
-        """A bounded ``Retry`` for transient errors, or ``None`` when retries are off."""
-        cfg = self.retry_settings
-        if cfg is None:
+    def backoff(self, *, listed: bool = False) -> Backoff | None:
+        """The bounded retry loop for transient errors, or ``None`` when retries are off."""
+        if self.retry_settings is None:
             return None
-        return gretry.Retry(
-            predicate=gretry.if_exception_type(*_TRANSIENT),
-            initial=cfg.initial,
-            maximum=cfg.maximum,
-            multiplier=cfg.multiplier,
-            timeout=cfg.deadline,
+        return Backoff(
+            self.retry_settings, functools.partial(classify, listed=listed), sleep=self.sleep
         )
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        retry = self.retry()
-        return retry(fn)() if retry is not None else fn()
+    def retry(self, operation: str, *, listed: bool = False) -> _SdkRetry | None:
+        """``retry=`` for a google-cloud call; ``listed``: the object came from a listing."""
+        backoff = self.backoff(listed=listed)
+        return None if backoff is None else _SdkRetry(backoff, operation)
+
+    def attempt_timeout(self) -> gtimeout.ConstantTimeout:
+        """``timeout=`` for a google-cloud call: ``timeout`` seconds for EACH attempt (a bare
+        number would be a deadline shared by the retries)."""
+        return gtimeout.ConstantTimeout(self.timeout)  # type: ignore[no-untyped-call]
+
+    def _call(self, fn: Callable[[], T], *, operation: str) -> T:
+        backoff = self.backoff()
+        return fn() if backoff is None else backoff.call(fn, operation=operation)
 
     @staticmethod
     def _to_dict(message: Any) -> dict[str, Any]:
@@ -215,8 +293,8 @@ class GcpClient:
             )
             pager = client.list_projects(
                 request={"parent": parent, "page_size": self.page_size},
-                retry=self.retry(),
-                timeout=self.timeout,
+                retry=self.retry("resourcemanager.projects.list"),
+                timeout=self.attempt_timeout(),
             )
             for project in pager:
                 yield self._to_dict(project)
@@ -231,8 +309,8 @@ class GcpClient:
             )
             pager = client.list_folders(
                 request={"parent": parent, "page_size": self.page_size},
-                retry=self.retry(),
-                timeout=self.timeout,
+                retry=self.retry("resourcemanager.folders.list"),
+                timeout=self.attempt_timeout(),
             )
             for folder in pager:
                 yield self._to_dict(folder)
@@ -247,7 +325,9 @@ class GcpClient:
             )
             return self._to_dict(
                 client.get_project(
-                    name=f"projects/{project}", retry=self.retry(), timeout=self.timeout
+                    name=f"projects/{project}",
+                    retry=self.retry("resourcemanager.projects.get"),
+                    timeout=self.attempt_timeout(),
                 )
             )
 
@@ -260,7 +340,11 @@ class GcpClient:
                 "folders", resourcemanager_v3.FoldersClient, self.endpoints.resourcemanager
             )
             return self._to_dict(
-                client.get_folder(name=name, retry=self.retry(), timeout=self.timeout)
+                client.get_folder(
+                    name=name,
+                    retry=self.retry("resourcemanager.folders.get"),
+                    timeout=self.attempt_timeout(),
+                )
             )
 
     def get_iam_policy(self, resource: str) -> dict[str, Any]:
@@ -278,8 +362,8 @@ class GcpClient:
             client = self._gapic(name, cls, self.endpoints.resourcemanager)
             policy = client.get_iam_policy(
                 request={"resource": resource, "options": {"requested_policy_version": 3}},
-                retry=self.retry(),
-                timeout=self.timeout,
+                retry=self.retry(f"resourcemanager.{kind}.getIamPolicy"),
+                timeout=self.attempt_timeout(),
             )
             return self._to_dict(policy)
 
@@ -296,32 +380,40 @@ class GcpClient:
                     "project": project,
                     "max_results": min(self.page_size, 500),
                 },
-                retry=self.retry(),
-                timeout=self.timeout,
+                retry=self.retry("compute.instances.aggregatedList"),
+                timeout=self.attempt_timeout(),
             )
             for scope, scoped in pager:
                 yield scope, self._to_dict(scoped)
 
     def machine_type(self, project: str, zone: str, machine_type: str) -> dict[str, Any]:
-        """``machineTypes.get``, cached per (project, zone, type)."""
+        """``machineTypes.get``, cached per (project, zone, type); a type still missing after
+        the retries is remembered as missing (no second round for the next instance)."""
         from google.cloud import compute_v1
 
         key = (project, zone, machine_type)
+        if key in self._machine_type_errors:
+            raise self._machine_type_errors[key]
         if key not in self._machine_types:
             target = f"projects/{project}/zones/{zone}/machineTypes/{machine_type}"
-            with translate_errors("compute.machineTypes.get", target):
-                client = self._gapic(
-                    "machine_types", compute_v1.MachineTypesClient, self.endpoints.compute
-                )
-                self._machine_types[key] = self._to_dict(
-                    client.get(
-                        project=project,
-                        zone=zone,
-                        machine_type=machine_type,
-                        retry=self.retry(),
-                        timeout=self.timeout,
+            try:
+                with translate_errors("compute.machineTypes.get", target):
+                    client = self._gapic(
+                        "machine_types", compute_v1.MachineTypesClient, self.endpoints.compute
                     )
-                )
+                    self._machine_types[key] = self._to_dict(
+                        client.get(
+                            project=project,
+                            zone=zone,
+                            machine_type=machine_type,
+                            retry=self.retry("compute.machineTypes.get", listed=True),
+                            timeout=self.attempt_timeout(),
+                        )
+                    )
+            except SourceError as exc:
+                if isinstance(exc.__cause__, gexc.NotFound):  # still missing after the retries
+                    self._machine_type_errors[key] = exc
+                raise
         return self._machine_types[key]
 
     # -- Cloud TPU ------------------------------------------------------------------------------
@@ -335,8 +427,8 @@ class GcpClient:
             client = self._gapic("tpu", tpu_v2.TpuClient, self.endpoints.tpu)
             pager = client.list_nodes(
                 request={"parent": parent, "page_size": self.page_size},
-                retry=self.retry(),
-                timeout=self.timeout,
+                retry=self.retry("tpu.nodes.list"),
+                timeout=self.attempt_timeout(),
             )
             for node in pager:
                 yield self._to_dict(node)
@@ -372,7 +464,8 @@ class GcpClient:
                 response = self._call(
                     lambda: connection.api_request(
                         method="POST", path="/entries:list", data=dict(body), timeout=self.timeout
-                    )
+                    ),
+                    operation="logging.entries.list",
                 )
                 entries = response.get("entries") or []
                 log.debug("gcp_log_page", project=project, entries=len(entries))

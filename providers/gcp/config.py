@@ -34,12 +34,15 @@ class Endpoints(_Strict):
 
 
 class RetrySettings(_Strict):
-    """Exponential back-off for transient errors (429/5xx/timeouts), bounded by ``deadline``."""
+    """Exponential back-off (with jitter, at least the server's Retry-After) for transient
+    errors (429, 5xx, timeouts, dropped or truncated answers), bounded by ``attempts`` tries
+    and ``deadline`` seconds per call."""
 
     initial: float = Field(default=0.5, gt=0)
     maximum: float = Field(default=10.0, gt=0)
     multiplier: float = Field(default=2.0, ge=1)
     deadline: float = Field(default=60.0, gt=0)
+    attempts: int = Field(default=8, ge=1, le=100)
 
 
 class GcpSourceConfig(_Strict):

@@ -1,7 +1,8 @@
 """Inventory collection for one run: project discovery, Compute VMs, Cloud TPU nodes.
 
 Failures are reported per scope (a project, a folder, an unreachable zone) through the run's
-``Reporter`` and never stop the other projects.
+``Reporter`` and never stop the other projects; ``incomplete`` names the projects whose listing
+failed or was partial (their sessions cannot all be resolved to their targets).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class InventoryCollector:
     client: GcpClient
     catalog: GcpMachineCatalog
     reporter: Reporter
+    incomplete: set[str] = field(default_factory=set)
 
     # -- projects ------------------------------------------------------------------------------
 
@@ -150,6 +152,7 @@ class InventoryCollector:
             for scope, scoped in self.client.aggregated_instances(project):
                 problem = scope_warning(scope, scoped)
                 if problem:
+                    self.incomplete.add(project)
                     self.reporter.problem(
                         f"projects/{project}/{scope}",
                         code="partial_listing",
@@ -171,6 +174,7 @@ class InventoryCollector:
         except ApiDisabled as exc:
             log.info("gcp_api_disabled", project=project, api="compute", detail=exc.message)
         except SourceError as exc:
+            self.incomplete.add(project)
             self.reporter.error(f"projects/{project}", exc, what="listing instances")
 
     def _instance(self, project: str, zone: str, raw: Any) -> GpuInstance:
@@ -226,4 +230,5 @@ class InventoryCollector:
         except ApiDisabled as exc:
             log.info("gcp_api_disabled", project=project, api="tpu", detail=exc.message)
         except SourceError as exc:
+            self.incomplete.add(project)
             self.reporter.error(f"projects/{project}", exc, what="listing TPU nodes")

@@ -45,6 +45,8 @@ class _Run:
     reporter: Reporter
     projects: list[str] | None = None
     inventory: list[GpuInstance] | None = None
+    incomplete: set[str] = field(default_factory=set)
+    """Projects whose inventory listing failed or was partial: their checkpoints are held."""
     index: InventoryIndex = field(default_factory=InventoryIndex)
     policies: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
@@ -124,7 +126,9 @@ class GcpSource:
         if run.inventory is None:
             projects = self._projects(run)
             if projects:
-                run.inventory = self._collector(run).collect(projects, ctx.count_read)
+                collector = self._collector(run)
+                run.inventory = collector.collect(projects, ctx.count_read)
+                run.incomplete = collector.incomplete
             else:
                 run.inventory = []
             run.index = InventoryIndex.build(run.inventory)
@@ -133,19 +137,26 @@ class GcpSource:
     # -- sessions ------------------------------------------------------------------------------
 
     def sessions(self, ctx: CollectContext) -> Iterator[SessionBatch]:
-        """Batches per project and stream, each carrying its stream's checkpoint."""
+        """Batches per project and stream, each carrying its stream's checkpoint. A stream that
+        fails part-way yields what it read, checkpointed at its newest entry (the next run
+        resumes there); a project whose inventory is incomplete yields no checkpoints."""
         run = self._state(ctx)
         if run.inventory is None:
             self.inventory(ctx)
         for project in self._projects(run):
             counts = _StreamCounts()
+            failures: dict[tuple[str, str | None], tuple[list[str], SourceError]] = {}
             for name in self.config.streams:
                 spec = STREAMS[name]
                 try:
                     yield from self._stream(run, project, spec, counts)
-                except SourceError as exc:
+                except SourceError as exc:  # its checkpoint stays at the last page committed
                     counts.failed.add(name)
-                    run.reporter.error(f"projects/{project}", exc, what=f"reading {name} logs")
+                    key = (exc.code, getattr(exc, "permission", None))
+                    failures.setdefault(key, ([], exc))[0].append(name)
+            for names, error in failures.values():  # one ScopeError per cause, its streams
+                what = f"reading {', '.join(names)} logs"
+                run.reporter.error(f"projects/{project}", error, what=what)
             if (
                 "iap" in self.config.streams
                 and "iap" not in counts.failed
@@ -172,6 +183,11 @@ class GcpSource:
         scope = checkpoint_scope(project, spec.name)
         unit = f"gcp:{project}:{spec.name}"
         previous = Cursor.parse(ctx.checkpoint(scope))
+        # Sessions resolved against an incomplete inventory are reported now but read again
+        # next run (checkpoint held), so their targets are judged once the inventory is whole.
+        commit_scope = None if project in run.incomplete else scope
+        if commit_scope is None:
+            log.warning("gcp_checkpoint_held", project=project, stream=spec.name)
         since, until = self._window(ctx, previous)
         skip_upto = None if ctx.window.explicit else previous
         filter_ = build_filter(
@@ -179,26 +195,36 @@ class GcpSource:
         )
         batch: dict[str, Session] = {}
         newest, read, skipped = previous, 0, 0
-        for page in self.client.list_entries(project, filter_=filter_, permission=spec.permission):
-            for entry in page:
-                try:
-                    cursor = entry_cursor(entry)
-                except RecordError as exc:
+        mark = previous  # the checkpoint last handed to the pipeline
+        pages = self.client.list_entries(project, filter_=filter_, permission=spec.permission)
+        try:
+            for page in pages:
+                for entry in page:
+                    try:
+                        cursor = entry_cursor(entry)
+                    except RecordError as exc:
+                        ctx.count_read()
+                        read += 1
+                        self._quarantine(ctx, project, spec, entry, exc)
+                        continue
+                    if skip_upto is not None and cursor <= skip_upto:
+                        skipped += 1  # processed by an earlier run
+                        continue
                     ctx.count_read()
                     read += 1
-                    self._quarantine(ctx, project, spec, entry, exc)
-                    continue
-                if skip_upto is not None and cursor <= skip_upto:
-                    skipped += 1  # processed by an earlier run
-                    continue
-                ctx.count_read()
-                read += 1
-                newest = cursor if newest is None or cursor > newest else newest
-                self._add(run, project, spec, entry, cursor, batch, counts)
-            if len(batch) >= self.config.batch_size and newest is not None:
-                yield self._batch(unit, batch, scope, newest)
+                    newest = cursor if newest is None or cursor > newest else newest
+                    self._add(run, project, spec, entry, cursor, batch, counts)
+                if len(batch) >= self.config.batch_size and newest is not None:
+                    yield self._batch(unit, batch, commit_scope, newest)
+                    ctx.on_progress(unit, len(batch))
+                    batch, mark = {}, newest
+        except SourceError:
+            # Pages come oldest first and each was read whole: commit what was read, with a
+            # checkpoint at its newest entry, so the next run resumes exactly after it.
+            if newest is not None and (batch or newest != mark):
+                yield self._batch(unit, batch, commit_scope, newest)
                 ctx.on_progress(unit, len(batch))
-                batch = {}
+            raise
         counts.entries[spec.name] = counts.entries.get(spec.name, 0) + read
         log.info(
             "gcp_stream_read",
@@ -209,8 +235,8 @@ class GcpSource:
             since=str(since),
             until=str(until),
         )
-        if newest is not None and (batch or newest != previous):
-            yield self._batch(unit, batch, scope, newest)
+        if newest is not None and (batch or newest != mark):
+            yield self._batch(unit, batch, commit_scope, newest)
             ctx.on_progress(unit, len(batch))
 
     def _add(
@@ -265,12 +291,15 @@ class GcpSource:
         )
 
     @staticmethod
-    def _batch(unit: str, batch: dict[str, Session], scope: str, newest: Cursor) -> SessionBatch:
+    def _batch(
+        unit: str, batch: dict[str, Session], scope: str | None, newest: Cursor
+    ) -> SessionBatch:
+        """A batch; with ``scope`` None it carries no checkpoint (the stream is held)."""
         return SessionBatch(
             unit=unit,
             sessions=tuple(batch.values()),
             checkpoint_scope=scope,
-            checkpoint=newest.serialize(),
+            checkpoint=newest.serialize() if scope is not None else None,
         )
 
     # -- IAP Data Access -----------------------------------------------------------------------

@@ -65,7 +65,7 @@ class FaultPlan:
                     self.tally[self.permanent_kind] += 1
                     return self.permanent_kind
                 return None
-            choices = list(kinds or self.kinds)
+            choices = list(self.kinds if kinds is None else kinds)
             streak = self._streak.get(identity, 0)
             fresh = [k for k in choices if self.cover and not self.tally[k]]
             if not choices or streak >= self.max_consecutive:

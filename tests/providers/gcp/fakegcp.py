@@ -6,19 +6,43 @@ getIamPolicy) and Cloud TPU v2 (nodes), with ``nextPageToken`` pagination and in
 Google-shaped errors. The Logging fake cannot evaluate the query language: it picks the
 stream from the filter's service/log markers (as the real server-side filter would select
 it) and honours the ``timestamp>=``/``timestamp<=`` clauses and ``pageSize``.
+
+``POST /token`` is an OAuth token endpoint (refresh-token grant) for real google-auth
+credentials; a request carrying a bearer token the fake did not issue, or one it expired, is
+answered 401. With a ``plan`` (tests/reliability/faultlab.py ``FaultPlan``), each API request
+asks ``plan.draw(identity)`` (identity = method, path, query and body) and the fault is made
+for real on the wire: see ``FAULT_KINDS``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 from providers.gcp.entries import parse_timestamp
+
+# kind -> how the fake produces it.
+FAULT_KINDS: dict[str, str] = {
+    "throttle": "429 RESOURCE_EXHAUSTED with Retry-After (``retry_after``, 0 by default)",
+    "server-error": "500 INTERNAL or 503 UNAVAILABLE (alternately)",
+    "timeout": "the answer is sent only after fault_delay seconds (past the read timeout)",
+    "reset": "the connection is reset (RST) without an answer",
+    "truncated": "the body stops at half its Content-Length and the connection closes",
+    "missing": "404 NOT_FOUND for a machine type a listed instance names (machineTypes.get)",
+    "expired": "the presented access token expires: 401 UNAUTHENTICATED, and so does any "
+    "later request with it",
+}
+_ANY_ROUTE = ("throttle", "server-error", "timeout", "reset", "truncated")
+_MACHINE_TYPE = re.compile(r"/compute/v1/projects/[^/]+/zones/[^/]+/machineTypes/[^/]+")
 
 # (marker in the filter, stream) in the order the fake tests them.
 _FILTER_MARKERS = (
@@ -79,6 +103,24 @@ def google_error(status: int, message: str, *, reason: str | None = None) -> dic
     return {"error": body}
 
 
+class FaultSource(Protocol):
+    """What the fake asks per request (``FaultPlan`` in tests/reliability/faultlab.py)."""
+
+    kinds: Sequence[str]
+
+    def draw(self, identity: str, kinds: Sequence[str] | None = None) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer and how it goes on the wire: ``whole``, ``late``, ``reset`` or ``truncated``."""
+
+    status: int
+    payload: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+    delivery: str = "whole"
+
+
 @dataclass
 class Fault:
     """Answer requests matching ``method`` + ``pattern`` with ``status`` (``times`` or forever)."""
@@ -107,6 +149,18 @@ class FakeGcp:
     denied_log_projects: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     url: str = ""
+    plan: FaultSource | None = None
+    fault_delay: float = 1.0
+    """How late a ``timeout`` fault answers (set it above the client's read timeout)."""
+    retry_after: str = "0"
+    """The ``Retry-After`` of a ``throttle`` fault."""
+    produced: Counter[str] = field(default_factory=Counter)
+    tokens: dict[str, bool] = field(default_factory=dict)
+    """Access tokens issued by ``POST /token`` -> still valid."""
+    token_grants: list[dict[str, str]] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _last_fault: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(
         self,
@@ -134,12 +188,101 @@ class FakeGcp:
         rx = re.compile(pattern)
         return [body for m, path, body in self.requests if m == method and rx.search(path)]
 
+    # -- faults and tokens ---------------------------------------------------------------------
+
+    def respond(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        raw: bytes,
+        authorization: str | None,
+    ) -> Reply:
+        """The answer to one request: token grant, auth check, drawn fault, else ``handle``."""
+        if method == "POST" and path == "/token":
+            return self._grant({k: v[-1] for k, v in parse_qs(raw.decode()).items()})
+        body = json.loads(raw) if raw.strip() else {}
+        with self._lock:
+            self.requests.append((method, path, {**query, **body}))
+        token = authorization.split(" ", 1)[1] if authorization else None
+        if token is not None and not self.tokens.get(token, False):
+            return self._unauthenticated()
+        kind = self._draw(method, path, query, raw, token)
+        if kind is not None:
+            early = self._fault_reply(kind, path, token)
+            if early is not None:
+                return early
+        status, payload = self.handle(method, path, query, body)
+        delivery = {"timeout": "late", "reset": "reset", "truncated": "truncated"}
+        return Reply(status, payload, delivery=delivery.get(kind or "", "whole"))
+
+    def _draw(
+        self, method: str, path: str, query: dict[str, str], raw: bytes, token: str | None
+    ) -> str | None:
+        if self.plan is None:
+            return None
+        identity = f"{method} {path}?{urlencode(sorted(query.items()))} {raw.decode()}"
+        producible = list(_ANY_ROUTE)
+        if method == "GET" and _MACHINE_TYPE.fullmatch(path):
+            producible.append("missing")
+        if token is not None and self._last_fault.get(identity) != "expired":
+            producible.append("expired")  # a token expires once: its successor is fresh
+        offered = [k for k in self.plan.kinds if k in producible]
+        kind = self.plan.draw(identity, offered or None) if offered else None
+        with self._lock:
+            if kind is None:
+                self._last_fault.pop(identity, None)
+            else:
+                self._last_fault[identity] = kind
+                self.produced[kind] += 1
+        return kind
+
+    def _fault_reply(self, kind: str, path: str, token: str | None) -> Reply | None:
+        """The reply of a fault that replaces the answer (``None``: the answer goes, spoiled)."""
+        if kind == "throttle":
+            body = google_error(
+                429, "Quota exceeded for quota metric 'Read requests'", reason="rateLimitExceeded"
+            )
+            return Reply(429, body, headers=(("Retry-After", self.retry_after),))
+        if kind == "server-error":
+            status = 503 if self.produced["server-error"] % 2 else 500
+            message = "The service is currently unavailable." if status == 503 else "Internal"
+            return Reply(status, google_error(status, message, reason="backendError"))
+        if kind == "missing":
+            return Reply(
+                404, google_error(404, f"The resource '{path}' was not found", reason="notFound")
+            )
+        if kind == "expired":
+            if token is not None:
+                self.tokens[token] = False
+            return self._unauthenticated()
+        return None
+
+    def _unauthenticated(self) -> Reply:
+        body = google_error(
+            401,
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+            "login cookie or other valid authentication credential.",
+            reason="authError",
+        )
+        challenge = 'Bearer realm="https://accounts.google.com/", error="invalid_token"'
+        return Reply(401, body, headers=(("WWW-Authenticate", challenge),))
+
+    def _grant(self, form: dict[str, str]) -> Reply:
+        """OAuth 2.0 refresh-token grant (what google-auth's user credentials send)."""
+        self.token_grants.append(form)
+        if form.get("grant_type") != "refresh_token" or not form.get("refresh_token"):
+            return Reply(400, {"error": "unsupported_grant_type"})
+        with self._lock:
+            token = f"ya29.fake-{len(self.tokens) + 1}"
+            self.tokens[token] = True
+        return Reply(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+
     # -- routing -------------------------------------------------------------------------------
 
     def handle(
         self, method: str, path: str, query: dict[str, str], body: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
-        self.requests.append((method, path, {**query, **body}))
         for fault in self.faults:
             if fault.method == method and fault.pattern.search(path) and fault.times != 0:
                 if fault.times is not None:
@@ -258,6 +401,7 @@ _ROUTES = [
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms ACK stall
     fake: FakeGcp
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -268,16 +412,33 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw.strip() else {}
-        status, payload = self.server.fake.handle(  # type: ignore[attr-defined]
-            method, unquote(parsed.path), query, body
+        fake: FakeGcp = self.server.fake  # type: ignore[attr-defined]
+        reply = fake.respond(
+            method, unquote(parsed.path), query, raw, self.headers.get("Authorization")
         )
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        if reply.delivery == "reset":
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()  # RST, no answer
+            return
+        if reply.delivery == "late":
+            self.close_connection = True
+            if fake.stopping.wait(fake.fault_delay):
+                return
+        data = json.dumps(reply.payload).encode()
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if reply.delivery == "truncated":
+                self.close_connection = True
+                data = data[: len(data) // 2]
+            self.wfile.write(data)
+        except OSError:  # the client gave up (late answer): nothing to do
+            self.close_connection = True
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -308,5 +469,6 @@ class FakeGcpServer:
         return self
 
     def stop(self) -> None:
+        self.fake.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
