@@ -78,7 +78,7 @@ class HistoryContext:
             prior = sorted(pool.values(), key=lambda v: v.started_at)
             for i in indexes:
                 visit = visits[i]
-                assert visit is not None
+                assert visit is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
                 out[i] = evaluate_visit(
                     visit, prior, centroids=self._centroids, settings=self._settings
                 )

@@ -27,13 +27,13 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
-    IntegrityError,
     NoSuchModuleError,
     SQLAlchemyError,
 )
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from agent.errors import StoreError
+from agent.store.failures import classify, hint_for
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -226,7 +226,7 @@ def alembic_config() -> Config:
 def head_revision() -> str:
     """The newest migration revision shipped with this chipwarden."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
+    assert head is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
     return head
 
 
@@ -269,24 +269,18 @@ def _reason(exc: BaseException) -> str:
 
 @contextmanager
 def store_errors(action: str, target: StoreTarget) -> Iterator[None]:
-    """Translate SQLAlchemy and Alembic errors raised inside into ``StoreError``."""
+    """Translate SQLAlchemy and Alembic errors raised inside into ``StoreError``, with the
+    hint of the failure's kind (``failures.classify``): only connection and operational
+    failures point at the database server or file."""
     try:
         yield
     except StoreError:
         raise
-    except CommandError as exc:
+    except (CommandError, SQLAlchemyError) as exc:
+        kind = classify(exc)
+        log.debug("store_error", action=action, kind=kind.value, url=target.display)
+        reason = str(exc) if isinstance(exc, CommandError) else _reason(exc)
         raise StoreError(
-            f"store {target.display}: cannot migrate: {exc}",
-            hint="the database may come from a newer chipwarden: upgrade chipwarden or use a "
-            "fresh database",
-        ) from exc
-    except IntegrityError as exc:
-        raise StoreError(
-            f"store {target.display}: cannot {action}: {_reason(exc)}",
-            hint="the whole transaction was rolled back; nothing of it was stored",
-        ) from exc
-    except SQLAlchemyError as exc:
-        raise StoreError(
-            f"store {target.display}: cannot {action}: {_reason(exc)}",
-            hint=target.backend.hint,
+            f"store {target.display}: cannot {action}: {reason}",
+            hint=hint_for(kind, backend_hint=target.backend.hint),
         ) from exc

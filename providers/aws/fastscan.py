@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,10 +26,17 @@ from typing import Any, Final
 
 import structlog
 
+from providers.aws import bounded
+from providers.aws.bounded import DECOMPRESSOR, GZIP_MAGIC, InflateLimitError
+
 __all__ = [
     "CANDIDATE_EVENT_NAMES",
     "DECOMPRESSOR",
+    "GZIP_MAGIC",
+    "MAX_DECOMPRESSED_BYTES",
+    "MAX_FILE_BYTES",
     "Entry",
+    "InflateLimitError",
     "Scan",
     "checkpoint_scope",
     "file_fingerprint",
@@ -58,7 +64,6 @@ CANDIDATE_EVENT_NAMES: Final[tuple[str, ...]] = (
 """Every eventName ``normalize`` turns into a session or joins onto one (a spec test keeps
 this in step with ``normalize._SESSION_RULES``)."""
 
-GZIP_MAGIC: Final = b"\x1f\x8b"
 _BOM: Final = b"\xef\xbb\xbf"
 RECORD_START: Final = b'{"eventVersion":'
 _NAMES = b"|".join(re.escape(n.encode()) for n in CANDIDATE_EVENT_NAMES)
@@ -74,40 +79,11 @@ _AWS_NAME: Final = re.compile(
 )
 
 
-def _decompressor() -> tuple[str, Callable[..., Any]]:
-    """The fastest installed raw zlib ``decompressobj`` (ISA-L, zlib-ng, then zlib)."""
-    try:
-        from isal import isal_zlib
-
-        return "isal", isal_zlib.decompressobj
-    except ImportError:
-        pass
-    try:
-        from zlib_ng import zlib_ng
-
-        return "zlib-ng", zlib_ng.decompressobj
-    except ImportError:
-        return "zlib", zlib.decompressobj
-
-
-DECOMPRESSOR, _decompressobj = _decompressor()
-"""Name of the gzip decoder in use: ``isal``, ``zlib-ng`` or ``zlib`` (``chipwarden[fast]``)."""
-
-
-def gunzip(data: bytes) -> bytes:
-    """Decompress every gzip member of ``data`` (``gzip.decompress`` semantics: trailing zero
-    padding allowed); ``EOFError`` when truncated, the decoder's error when corrupt."""
-    parts: list[bytes] = []
-    rest = data
-    while rest:
-        decoder = _decompressobj(31)  # 16 + MAX_WBITS: gzip header and trailer
-        parts.append(decoder.decompress(rest))
-        if not decoder.eof:
-            raise EOFError("compressed file ended before the end-of-stream marker was reached")
-        rest = decoder.unused_data
-        if not rest.strip(b"\0"):
-            break
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+def gunzip(data: bytes, *, limit: int | None = None) -> bytes:
+    """Decompress every gzip member of ``data`` (``gzip.decompress`` semantics: zero padding
+    allowed); ``InflateLimitError`` past ``limit`` (default ``MAX_DECOMPRESSED_BYTES``),
+    ``EOFError`` when truncated, the decoder's error when corrupt."""
+    return bounded.gunzip(data, limit=MAX_DECOMPRESSED_BYTES if limit is None else limit)
 
 
 def _loads() -> Callable[[bytes], Any]:
@@ -155,6 +131,8 @@ def scan_document(data: bytes, *, fallback: Callable[[bytes], list[Entry]]) -> S
     if body[:2] == GZIP_MAGIC:
         try:
             body = gunzip(body)
+        except InflateLimitError:
+            raise  # a bomb: never decompressed a second time by the fallback
         except Exception:  # corrupt: let the exact parser raise its precise error
             return Scan(entries=fallback(data))
     if body.startswith(_BOM):
@@ -204,6 +182,10 @@ MAX_FILE_BYTES = 128 * 1024 * 1024
 """CloudTrail delivers a file every ~5 minutes per account and region, a few MB at most; a
 file over this is refused (a ScopeError naming it) instead of being read into memory."""
 
+MAX_DECOMPRESSED_BYTES = 1024 * 1024 * 1024
+"""Largest decompressed CloudTrail file: real objects are tens of MB once inflated. A gzip bomb
+(a small file that inflates to terabytes) is refused at this size, never allocated whole."""
+
 
 def read_bounded(path: Path) -> bytes:
     """``path``'s bytes; ``OSError(EFBIG)`` when the file is over ``MAX_FILE_BYTES``."""
@@ -223,6 +205,8 @@ def _load(path: Path) -> bytes:
     if data[:2] == GZIP_MAGIC:
         try:
             return gunzip(data)
+        except InflateLimitError:
+            raise  # an OSError: reported as "too_large" by the reader
         except Exception:  # scan_document re-raises it as Unreadable
             return data
     return data

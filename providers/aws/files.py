@@ -7,12 +7,11 @@ quarantined with its file and position while the rest of the file is processed.
 
 from __future__ import annotations
 
+import errno
 import glob
-import gzip
 import io
 import json
 import os
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,10 +24,19 @@ from agent.config import ResolvedGlob, format_validation_error
 from agent.contracts import CollectContext, SessionBatch, SourceEnv
 from agent.errors import ConfigError
 from agent.models import ScopeError
+from providers.aws import fastscan
+from providers.aws.bounded import (
+    GZIP_MAGIC,
+    CorruptGzipError,
+    InflateLimitError,
+    gunzip_stream,
+    read_limited,
+)
 from providers.aws.collect import RecordCollector
 from providers.aws.fastscan import (
     checkpoint_scope,
     file_fingerprint,
+    gunzip,
     read_ahead,
     read_bounded,
     scan_document,
@@ -47,7 +55,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-GZIP_MAGIC = b"\x1f\x8b"
 DIGEST_MARKER = "CloudTrail-Digest"
 _DIR_SUFFIXES = (".json", ".json.gz", ".jsonl", ".ndjson", ".gz")
 
@@ -86,16 +93,30 @@ def _unwrap(record: Any) -> Any:
     return record
 
 
+_TOO_LARGE_HINT = (
+    "CloudTrail files are a few MB (tens of MB decompressed): this one is corrupt, hostile (a "
+    "gzip bomb) or not a CloudTrail log; check where it came from"
+)
+
+
+def _too_large(exc: OSError) -> Unreadable:
+    """The ``Unreadable`` of a file or object over a size limit (``EFBIG``)."""
+    return Unreadable("too_large", exc.strerror or str(exc), _TOO_LARGE_HINT)
+
+
+def _corrupt_gzip(exc: BaseException) -> Unreadable:
+    message = str(exc) if isinstance(exc, CorruptGzipError) else f"corrupt gzip data: {exc}"
+    return Unreadable("corrupt_gzip", message, "re-download the object from the trail's S3 bucket")
+
+
 def _decode(data: bytes) -> str:
     if data[:2] == GZIP_MAGIC:
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise Unreadable(
-                "corrupt_gzip",
-                f"corrupt gzip data: {exc}",
-                "re-download the object from the trail's S3 bucket",
-            ) from exc
+            data = gunzip(data)
+        except InflateLimitError as exc:
+            raise _too_large(exc) from exc
+        except (OSError, EOFError) as exc:
+            raise _corrupt_gzip(exc) from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -135,19 +156,24 @@ def _json_lines(text: str, error: json.JSONDecodeError) -> list[Entry]:
 
 def parse_stream(stream: BinaryIO) -> list[Entry]:
     """Like ``parse_document`` for a binary stream (an S3 body): gzip is decompressed while
-    reading, so only the one document is ever in memory."""
+    reading, so only the one document is ever in memory. Over ``MAX_FILE_BYTES`` read or
+    ``MAX_DECOMPRESSED_BYTES`` inflated, the object is refused (``too_large``) unread."""
     head = stream.peek(2)[:2] if isinstance(stream, io.BufferedReader) else b""
-    if head == GZIP_MAGIC:
-        try:
-            data = gzip.GzipFile(fileobj=stream, mode="rb").read()
-        except (OSError, EOFError, zlib.error) as exc:
-            raise Unreadable(
-                "corrupt_gzip",
-                f"corrupt gzip data: {exc}",
-                "re-download the object from the trail's S3 bucket",
-            ) from exc
-    else:
-        data = stream.read()
+    gzipped = head == GZIP_MAGIC
+    on_disk, inflated = fastscan.MAX_FILE_BYTES, fastscan.MAX_DECOMPRESSED_BYTES
+    try:
+        if gzipped:
+            data = gunzip_stream(stream, limit=inflated, compressed_limit=on_disk)
+        else:
+            data = read_limited(stream, limit=on_disk)
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise _too_large(exc) from exc
+        if gzipped:
+            raise _corrupt_gzip(exc) from exc
+        raise
+    except EOFError as exc:
+        raise _corrupt_gzip(exc) from exc
     return parse_document(data)
 
 
@@ -304,15 +330,16 @@ class CloudTrailFilesSource:
             raw = read_bounded(path) if data is None else data
             scan = scan_document(raw, fallback=parse_document)
         except OSError as exc:
-            self._unreadable(
-                ctx,
-                locator,
-                Unreadable(
+            problem = (
+                _too_large(exc)
+                if exc.errno == errno.EFBIG
+                else Unreadable(
                     "unreadable",
                     f"cannot read: {exc.strerror or exc}",
                     "check the file exists and is readable by this user",
-                ),
+                )
             )
+            self._unreadable(ctx, locator, problem)
             return None
         except Unreadable as exc:
             self._unreadable(ctx, locator, exc)

@@ -17,12 +17,12 @@ keep the normal path.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import queue
 import re
 import threading
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -30,17 +30,25 @@ from typing import Any, BinaryIO, Final
 import structlog
 
 from agent.contracts import CollectContext
-from providers.aws.fastscan import DECOMPRESSOR, GZIP_MAGIC
+from providers.aws.bounded import GZIP_MAGIC, inflate, over_long_line
 from providers.aws.flowparse import FlowLayout, header_fields
 from providers.aws.flows import FlowReader
 from providers.aws.flowsessions import FlowHit
 
-__all__ = ["CHUNK_BYTES", "FlowFastStats", "available", "flow_unit_key", "read_flow_stream"]
+__all__ = [
+    "CHUNK_BYTES",
+    "FlowFastStats",
+    "available",
+    "flow_unit_key",
+    "read_flow_stream",
+]
 
 log = structlog.get_logger(__name__)
 
 CHUNK_BYTES: Final = 8 << 20
-"""Raw text per vectorised chunk (the chunk, its lines and Arrow columns stay < ~40 MB)."""
+"""Raw text per vectorised chunk (the chunk, its lines and Arrow columns stay < ~40 MB), and
+the longest line read: flow-log lines are < 1 KB, so a line this long (corrupt, hostile, a
+gzip bomb without line ends) is quarantined without being held."""
 _READ_BYTES: Final = 1 << 20
 
 try:  # pragma: no cover - exercised when the fast extra is (not) installed
@@ -66,57 +74,32 @@ class FlowFastStats:
     fast_chunks: int = 0
 
 
-def _decoder_factory() -> Callable[[], Any]:
-    if DECOMPRESSOR == "isal":
-        from isal import isal_zlib
-
-        return lambda: isal_zlib.decompressobj(31)
-    if DECOMPRESSOR == "zlib-ng":
-        from zlib_ng import zlib_ng
-
-        return lambda: zlib_ng.decompressobj(31)
-    return lambda: zlib.decompressobj(31)
-
-
-_new_decoder = _decoder_factory()
-
-
 def _raw_pieces(stream: BinaryIO) -> Iterator[bytes]:
-    """Decompressed pieces of a plain or gzip stream (every gzip member)."""
+    """Decompressed pieces of a plain or gzip stream (every gzip member), each at most
+    ``_READ_BYTES`` long however well the data compresses (a gzip bomb stays bounded)."""
     first = stream.read(_READ_BYTES)
+    reads = itertools.chain((first,), iter(lambda: stream.read(_READ_BYTES), b""))
     if first[:2] != GZIP_MAGIC:
-        while first:
-            yield first
-            first = stream.read(_READ_BYTES)
+        yield from (piece for piece in reads if piece)
         return
-    decoder = _new_decoder()
-    data = first
-    while data:
-        yield from _inflate(decoder, data)
-        while decoder.eof and decoder.unused_data.strip(b"\0"):
-            rest = decoder.unused_data
-            decoder = _new_decoder()
-            yield from _inflate(decoder, rest)
-        data = stream.read(_READ_BYTES)
-    if not decoder.eof:
-        raise EOFError("compressed file ended before the end-of-stream marker was reached")
-
-
-def _inflate(decoder: Any, data: bytes) -> Iterator[bytes]:
-    try:
-        out = decoder.decompress(data)
-    except Exception as exc:  # isal / zlib-ng / zlib errors differ: one OSError for callers
-        raise OSError(f"corrupt gzip data: {exc}") from exc
-    if out:
-        yield out
+    yield from inflate(reads, piece_bytes=_READ_BYTES)
 
 
 def _chunks(stream: BinaryIO) -> Iterator[bytes]:
-    """Raw text in chunks of about ``CHUNK_BYTES`` (more only for a longer line), each ending
-    at a line end except possibly the last."""
+    """Raw text in chunks of about ``CHUNK_BYTES``, each ending at a line end except possibly
+    the last. A line of ``CHUNK_BYTES`` or more is never held: ``over_long_line`` stands in for
+    it (one field, so the exact path quarantines it) and its bytes are dropped as they come."""
     pending: list[bytes] = []
     size = 0
+    skipped = 0  # bytes of an over-long line dropped so far (0: not inside one)
     for piece in _raw_pieces(stream):
+        if skipped:
+            end = piece.find(b"\n")
+            if end < 0:
+                skipped += len(piece)
+                continue
+            yield over_long_line(skipped + end).encode()
+            piece, skipped = piece[end + 1 :], 0
         pending.append(piece)
         size += len(piece)
         if size < CHUNK_BYTES:
@@ -124,15 +107,21 @@ def _chunks(stream: BinaryIO) -> Iterator[bytes]:
         buffer, start = b"".join(pending), 0
         while len(buffer) - start >= CHUNK_BYTES:
             cut = buffer.rfind(b"\n", start, start + CHUNK_BYTES) + 1
-            if cut <= start:
-                cut = buffer.find(b"\n", start + CHUNK_BYTES) + 1
-                if cut <= 0:
-                    break  # one very long line: wait for its end
-            yield buffer[start:cut]
-            start = cut
+            if cut > start:
+                yield buffer[start:cut]
+                start = cut
+                continue
+            end = buffer.find(b"\n", start + CHUNK_BYTES)  # no line end: an over-long line
+            if end < 0:
+                skipped, start = len(buffer) - start, len(buffer)
+                break
+            yield over_long_line(end - start).encode()
+            start = end + 1
         rest = buffer[start:]
         pending, size = ([rest], len(rest)) if rest else ([], 0)
-    if pending:
+    if skipped:
+        yield over_long_line(skipped).encode()
+    elif pending:
         yield b"".join(pending)
 
 
@@ -272,7 +261,7 @@ def read_flow_stream(
             flt = _Filter(layout, reader)
             if not flt.usable:
                 return None
-        assert flt is not None
+        assert flt is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
         if not chunk:
             continue
         crlf = b"\r" in chunk  # Arrow also ends a line at a lone CR: count to be sure

@@ -24,8 +24,10 @@ from agent.config import format_validation_error
 from agent.contracts import CollectContext, SessionBatch, SourceEnv
 from agent.errors import ConfigError
 from agent.models import ScopeError
+from providers.aws import flowfast
+from providers.aws.bounded import text_lines
 from providers.aws.flowfast import flow_unit_key, read_flow_stream
-from providers.aws.flows import FlowReader, text_lines
+from providers.aws.flows import FlowReader
 from providers.aws.flowsessions import FlowHit, TargetIndex, aggregate_hits
 from providers.aws.settings import VpcFlowFilesConfig
 
@@ -138,7 +140,8 @@ class VpcFlowFilesSource:
                 fast = read_flow_stream(ctx, reader, raw, locator=str(path), account=None)
                 if fast is None:
                     raw.seek(0)
-                    hits = reader.lines(ctx, text_lines(raw), locator=str(path), account=None)
+                    lines = text_lines(raw, max_line=flowfast.CHUNK_BYTES)  # as the fast path
+                    hits = reader.lines(ctx, lines, locator=str(path), account=None)
                 else:
                     hits = fast[0]
         except (OSError, EOFError, zlib.error) as exc:

@@ -126,12 +126,16 @@ def _records(path: str) -> Iterator[tuple[str, Any]]:
 
 
 def _whole_document(path: str) -> Any:
-    """A pretty-printed JSON file (one object or list), or None when it is not one."""
+    """A pretty-printed JSON file (one object or list), or None when it is not one. A file
+    over ``MAX_DOCUMENT_BYTES``, on disk or once decompressed (a gzip bomb), is not tried."""
     if os.path.getsize(path) > MAX_DOCUMENT_BYTES:
         return None
     with _open(path) as fh:
+        text = fh.read(MAX_DOCUMENT_BYTES + 1)  # gzip inflates a bounded piece at a time
+        if len(text) > MAX_DOCUMENT_BYTES:
+            return None
         try:
-            return json.loads(fh.read())
+            return json.loads(text)
         except (ValueError, RecursionError):
             return None
 
