@@ -21,7 +21,8 @@ from typing import Any, Final, Literal
 
 import yaml
 
-from agent.errors import RecordError
+from agent.errors import RecordError, UsageError
+from agent.yamlio import load_yaml
 
 __all__ = [
     "KINDS",
@@ -341,10 +342,10 @@ def read_manifest(folder: Path) -> list[DataFile]:
     path = folder / MANIFEST
     if not path.is_file():
         return []
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise _fail(path, None, f"unreadable manifest: {exc}") from exc
+    try:  # size, node and alias limits of every YAML file chipwarden reads
+        data = load_yaml(path).data or {}
+    except UsageError as exc:
+        raise _fail(path, None, f"unreadable manifest: {exc.message}") from exc
     entries = []
     for i, item in enumerate(data.get("files") or []):
         try:

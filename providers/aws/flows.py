@@ -5,20 +5,18 @@ Logs) -> admin-port hits on GPU instances. Shared by the ``aws`` source and the
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import BinaryIO
 
 import structlog
 
 from agent.contracts import CollectContext
 from agent.errors import SourceError
 from agent.models import ScopeError
+from providers.aws.bounded import text_lines
 from providers.aws.client import AwsClient, AwsNotFound, ObjectTooLarge
 from providers.aws.flowparse import FlowLayout, header_fields, parse_block
 from providers.aws.flowsessions import FlowHit, TargetIndex, select_hits
@@ -40,7 +38,6 @@ __all__ = [
     "flow_bucket_scope",
     "read_flow_bucket",
     "read_flow_log_group",
-    "text_lines",
 ]
 
 log = structlog.get_logger(__name__)
@@ -49,6 +46,7 @@ BLOCK_LINES = 4096
 """Lines parsed per ``parse_block`` call (bounds memory; the unit issue 8 vectorises)."""
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_LINE_CHARS = 8 * 1024 * 1024  # as the files source (flowfast.CHUNK_BYTES)
 MAX_OBJECT_BYTES = 512 * 1024 * 1024
 """One flow-log object (compressed); AWS rotates delivery files long before this size."""
 Checkpoint = tuple[str | None, str, str]
@@ -62,13 +60,6 @@ class FlowOutput:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     objects: int = 0
     failed: bool = False
-
-
-def text_lines(stream: BinaryIO) -> Iterator[str]:
-    """Lines of a plain or gzip stream (gzip detected by magic bytes), decoded leniently."""
-    head = stream.peek(2)[:2] if isinstance(stream, io.BufferedReader) else b""
-    raw: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if head == GZIP_MAGIC else stream  # type: ignore[assignment]
-    yield from io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
 
 
 class FlowReader:
@@ -195,7 +186,8 @@ def _object_hits(
         with client.fetch_object(
             spec.bucket, key, region=spec.region, max_bytes=MAX_OBJECT_BYTES
         ) as stream:
-            return reader.lines(ctx, text_lines(stream), locator=locator, account=account, tag=tag)
+            lines = text_lines(stream, max_line=MAX_LINE_CHARS)  # an over-long line is quarantined
+            return reader.lines(ctx, lines, locator=locator, account=account, tag=tag)
     except (OSError, EOFError, zlib.error, ObjectTooLarge) as exc:
         code = exc.code if isinstance(exc, ObjectTooLarge) else "corrupt_gzip"
         ctx.scope_error(

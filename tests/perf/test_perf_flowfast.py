@@ -15,8 +15,9 @@ from agent.contracts import AuditWindow, CollectContext
 from agent.models import Accelerator, GpuInstance
 from bench import gen_flowlogs
 from providers.aws import flowfast
+from providers.aws.bounded import text_lines
 from providers.aws.flowfast import read_flow_stream
-from providers.aws.flows import FlowReader, text_lines
+from providers.aws.flows import MAX_LINE_CHARS, FlowReader
 from providers.aws.flowsessions import FlowHit, TargetIndex
 from providers.aws.settings import FlowOptions
 
@@ -62,7 +63,10 @@ def inventory_from_csv(path: Path) -> list[GpuInstance]:
 def exact(reader: FlowReader, data: bytes) -> tuple[list[FlowHit], tuple[int, int, int]]:
     ctx = make_ctx()
     hits = reader.lines(
-        ctx, text_lines(io.BufferedReader(io.BytesIO(data))), locator="f", account=None
+        ctx,
+        text_lines(io.BufferedReader(io.BytesIO(data)), max_line=MAX_LINE_CHARS),
+        locator="f",
+        account=None,
     )
     return hits, (ctx.read, ctx.ignored, ctx.quarantined_total)
 
