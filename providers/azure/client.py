@@ -1,13 +1,20 @@
 """The only module that imports ``azure.*``: builds the SDK clients, pages, bounds retries and
 translates SDK errors into agent.errors. Everything it returns is plain JSON-shaped data in the
 REST API's own field names, so normalisation stays pure and testable from recorded JSON.
+
+Retries (``retry_total`` per request, backoff ``retry_backoff_factor`` x 2^n, a Retry-After
+honoured): 429, 5xx, timeouts and dropped connections in every SDK pipeline (Log Analytics
+queries too: they are reads sent as POST); a 401 whose challenge says the token is invalid
+(it expired mid-run) is retried with a fresh token; a blob that was listed but answers 404, or
+whose body ends short of its length, is read again. What still fails after that is a
+SourceError (ProviderUnavailable, ProviderAuthError...), i.e. a ScopeError of the run.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,17 +27,22 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
+    DecodeError,
     HttpResponseError,
+    IncompleteReadError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.monitor.query import LogsQueryClient, LogsQueryStatus
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import ContainerClient, ExponentialRetry
 
 from agent.errors import (
     ChipwardenError,
@@ -62,6 +74,9 @@ _ACTIVITY_SELECT = (
     "resourceId,status,subStatus,subscriptionId,eventName,level,resourceProviderName"
 )
 _ACTION_IN_MESSAGE = re.compile(r"perform action '([^']+)'")
+_INVALID_TOKEN = re.compile(r'error="?invalid_token"?', re.IGNORECASE)
+_QUERY_METHODS = frozenset({"GET", "HEAD", "POST"})  # a Log Analytics query is a read
+_BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 
 
 class StaticTokenCredential:
@@ -73,6 +88,56 @@ class StaticTokenCredential:
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         return AccessToken(self._token, int(time.time()) + self._lifetime)
+
+
+class _TokenAwareRetry(RetryPolicy[Any, Any]):
+    """azure-core's retry, plus a 401 whose ``WWW-Authenticate`` says ``invalid_token`` (the
+    token expired or was revoked mid-run): the authentication policy dropped its token on that
+    401, so the retry carries a fresh one. Every budget (connect, read, status) is ``total``."""
+
+    def __init__(self, *, total: int, backoff: float) -> None:
+        super().__init__(
+            retry_total=total,
+            retry_connect=total,
+            retry_read=total,
+            retry_status=total,
+            retry_backoff_factor=backoff,
+            retry_on_status_codes=[401],
+        )
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        http = response.http_response
+        challenge = http.headers.get("WWW-Authenticate") or ""
+        if http.status_code == 401 and not _INVALID_TOKEN.search(challenge):
+            return False  # a wrong credential or audience: no new token will fix it
+        return bool(super().is_retry(settings, response))
+
+
+class _StorageRetry(ExponentialRetry):
+    """Storage's own retry (5xx incl. its ServerBusy throttling, timeouts, dropped connections)
+    with azure-core's backoff, ``backoff`` x 2^n capped at 120 s, instead of a 15 s start."""
+
+    def __init__(self, *, total: int, backoff: float) -> None:
+        super().__init__(
+            initial_backoff=0,
+            increment_base=0,
+            random_jitter_range=0,
+            retry_total=total,
+            retry_connect=total,
+            retry_read=total,
+            retry_status=total,
+        )
+        self._factor = backoff
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        return float(min(self._factor * 2 ** int(settings.get("count", 0)), 120.0))
+
+
+def _cut_short(exc: HttpResponseError) -> bool:
+    """The body ended before its Content-Length (storage gave up after its own re-reads)."""
+    return exc.status_code is None and isinstance(
+        exc.__cause__, (IncompleteReadError, DecodeError, ServiceResponseError)
+    )
 
 
 @dataclass(frozen=True)
@@ -188,15 +253,17 @@ class AzureClient:
         retry_backoff_factor: float = 0.8,
         timeout_seconds: float = 60,
         log_query_timeout_seconds: int = 180,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._credential = credential
         self._arm_url = arm_url
         self._logs_url = logs_url
         self._blob_url = blob_url
         self._log_timeout = log_query_timeout_seconds
+        self._retry_total = retry_total
+        self._backoff = retry_backoff_factor
+        self._sleep = sleep
         self._common: dict[str, Any] = {
-            "retry_total": retry_total,
-            "retry_backoff_factor": retry_backoff_factor,
             "connection_timeout": timeout_seconds,
             "read_timeout": timeout_seconds,
             "user_agent": "chipwarden",
@@ -210,10 +277,12 @@ class AzureClient:
         self._logs: LogsQueryClient | None = None
 
     @classmethod
-    def from_config(cls, config: AzureConfig, *, environ: Mapping[str, str]) -> AzureClient:
-        """Build from config; ``static-token`` reads ``token`` or $CHIPWARDEN_AZURE_TOKEN."""
-        credential: Any
-        if config.credentials == "static-token":
+    def from_config(
+        cls, config: AzureConfig, *, environ: Mapping[str, str], credential: Any = None
+    ) -> AzureClient:
+        """Build from config; ``static-token`` reads ``token`` or $CHIPWARDEN_AZURE_TOKEN. An
+        injected ``credential`` (any TokenCredential) replaces ``credentials:``."""
+        if credential is None and config.credentials == "static-token":
             token = config.token.get_secret_value() if config.token else environ.get(TOKEN_ENV)
             if not token:
                 raise ConfigError(
@@ -221,7 +290,7 @@ class AzureClient:
                     location="sources[azure].token",
                 )
             credential = StaticTokenCredential(token)
-        else:
+        elif credential is None:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
@@ -240,6 +309,7 @@ class AzureClient:
     # -- SDK clients -------------------------------------------------------------------------
     def _arm_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self._common)
+        kwargs["retry_policy"] = _TokenAwareRetry(total=self._retry_total, backoff=self._backoff)
         if self._arm_url:
             kwargs["base_url"] = self._arm_url
             kwargs["credential_scopes"] = [f"{self._arm_url}/.default"]
@@ -269,6 +339,9 @@ class AzureClient:
     def _logs_client(self) -> LogsQueryClient:
         if self._logs is None:
             kwargs = dict(self._common)
+            kwargs["retry_policy"] = _TokenAwareRetry(
+                total=self._retry_total, backoff=self._backoff
+            )
             if self._logs_url:
                 kwargs["endpoint"] = self._logs_url
             self._logs = LogsQueryClient(self._credential, **kwargs)
@@ -288,6 +361,7 @@ class AzureClient:
                 self.storage_url(account_url),
                 container,
                 credential=self._credential,
+                retry_policy=_StorageRetry(total=self._retry_total, backoff=self._backoff),
                 **self._common,
             )
         return self._containers[key]
@@ -390,7 +464,11 @@ class AzureClient:
             scope=f"workspaces/{workspace_id}",
         ):
             result = self._logs_client().query_workspace(
-                workspace_id, query, timespan=(start, end), server_timeout=self._log_timeout
+                workspace_id,
+                query,
+                timespan=(start, end),
+                server_timeout=self._log_timeout,
+                retry_on_methods=_QUERY_METHODS,
             )
         partial: str | None = None
         if result.status == LogsQueryStatus.PARTIAL:
@@ -407,22 +485,65 @@ class AzureClient:
         return LogsResult(rows=rows, partial_error=partial)
 
     # -- Blob storage ------------------------------------------------------------------------
+    def _pause(self, attempt: int, **fields: Any) -> None:
+        log.info("azure_retry", attempt=attempt, **fields)
+        self._sleep(min(self._backoff * 2**attempt, 60.0))
+
     def list_blobs(self, account_url: str, container: str, prefix: str) -> Iterator[BlobRef]:
-        """Blobs under ``prefix`` (paged by the SDK)."""
-        with translate_errors(
-            action="Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
-            scope=f"{account_url}/{container}",
-        ):
-            for blob in self._container(account_url, container).list_blobs(
-                name_starts_with=prefix or None
-            ):
-                yield BlobRef(name=blob.name, last_modified=blob.last_modified, size=blob.size)
+        """Blobs under ``prefix``, page by page; a page refused for a rejected token twice in a
+        row (storage follows one challenge itself) is asked again from its marker."""
+        client = self._container(account_url, container)
+        marker: str | None = None
+        failures = 0
+        with translate_errors(action=_BLOB_READ, scope=f"{account_url}/{container}"):
+            while True:
+                pages: Any = client.list_blobs(name_starts_with=prefix or None).by_page(marker)
+                try:
+                    for page in pages:
+                        for blob in page:
+                            yield BlobRef(
+                                name=blob.name, last_modified=blob.last_modified, size=blob.size
+                            )
+                        marker = pages.continuation_token
+                        failures = 0
+                    return
+                except ClientAuthenticationError:
+                    failures += 1
+                    if failures > self._retry_total:
+                        raise
+                    self._pause(failures, call="list_blobs", container=container)
 
     def read_blob(self, account_url: str, container: str, name: str) -> bytes:
-        """Whole blob content."""
-        with translate_errors(
-            action="Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
-            scope=f"{account_url}/{container}",
-        ):
-            data: bytes = self._container(account_url, container).download_blob(name).readall()
-            return data
+        """Whole blob content; read again when it was listed but answers 404 (deleted since,
+        or not yet visible), when its body ended short, or its token was rejected twice."""
+        scope = f"{account_url}/{container}"
+        client = self._container(account_url, container)
+        attempt = 0
+        with translate_errors(action=_BLOB_READ, scope=scope):
+            while True:
+                attempt += 1
+                last = attempt > self._retry_total
+                try:
+                    data: bytes = client.download_blob(name).readall()
+                    return data
+                except ResourceNotFoundError as exc:
+                    if last:
+                        raise SourceError(
+                            f"{scope}/{name}: listed, but not found (404); read {attempt}x",
+                            hint="the blob was deleted after the listing (a retention or "
+                            "lifecycle rule?); the checkpoint did not move, the next run "
+                            "lists the container again",
+                        ) from exc
+                except ClientAuthenticationError:
+                    if last:
+                        raise
+                except HttpResponseError as exc:
+                    if not _cut_short(exc):
+                        raise
+                    if last:
+                        raise ProviderUnavailable(
+                            f"{scope}/{name}: the body ended short of its length; read {attempt}x",
+                            hint="a proxy or the network cuts long downloads; retry later or "
+                            "raise retry_total / timeout_seconds",
+                        ) from exc
+                self._pause(attempt, call="read_blob", blob=name)

@@ -109,9 +109,19 @@ class AzureConfig(_Strict):
     ca_bundle: ResolvedPath | None = None
     credentials: Literal["default", "static-token"] = "default"
     token: SecretStr | None = None
-    retry_total: int = Field(default=3, ge=0, le=10)
-    retry_backoff_factor: float = Field(default=0.8, ge=0, le=30)
-    timeout_seconds: float = Field(default=60, gt=0, le=600)
+    retry_total: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="retries of one request: 429 / ServerBusy, 5xx, timeouts, dropped "
+        "connections, an expired token, a listed blob answering 404 or cut short",
+    )
+    retry_backoff_factor: float = Field(
+        default=0.8, ge=0, le=30, description="seconds; waits grow x2 per retry (cap 120 s)"
+    )
+    timeout_seconds: float = Field(
+        default=60, gt=0, le=600, description="connect and read timeout of each request"
+    )
     log_query_timeout_seconds: int = Field(default=180, ge=1, le=600)
 
     @model_validator(mode="after")

@@ -38,6 +38,17 @@ __all__ = ["Feeds"]
 
 log = structlog.get_logger(__name__)
 
+MAX_BLOB_BYTES = 256 * 1024 * 1024
+"""One diagnostic-settings blob (an hour of Bastion logs or flow tuples); larger ones are not
+downloaded: they are reported as a ``too_large`` scope error naming the blob."""
+
+
+class BlobTooLarge(SourceError):
+    """A listed blob over ``MAX_BLOB_BYTES``."""
+
+    code = "too_large"
+
+
 _HOUR_PATH = re.compile(r"y=(\d{4})/m=(\d{2})/d=(\d{2})/h=(\d{2})")
 
 
@@ -151,7 +162,7 @@ class Feeds:
         to_session: Callable[[dict[str, Any]], Session | None],
     ) -> Iterator[SessionBatch]:
         workspace = self.config.workspace_id
-        assert workspace is not None
+        assert workspace is not None  # noqa: S101 - type narrowing; the caller checked it
         scope = f"azure:{kind}:{workspace}"
         window = self._window(ctx, scope)
         try:
@@ -251,6 +262,17 @@ class Feeds:
         self, ctx: CollectContext, where: BlobLocation, blobs: list[BlobRef]
     ) -> Iterator[tuple[BlobRef, bytes]]:
         for blob in blobs:
+            if blob.size is not None and blob.size > MAX_BLOB_BYTES:
+                self._scope_error(
+                    ctx,
+                    BlobTooLarge(
+                        f"{blob.name}: {blob.size} bytes, over the {MAX_BLOB_BYTES}-byte limit "
+                        "of one diagnostic-settings blob",
+                        hint="not downloaded; check what writes to this container",
+                    ),
+                    scope=f"{where.account_url}/{where.container}/{blob.name}",
+                )
+                continue
             try:
                 data = self.client.read_blob(where.account_url, where.container, blob.name)
             except SourceError as exc:
@@ -262,7 +284,7 @@ class Feeds:
 
     def bastion_blobs(self, ctx: CollectContext) -> Iterator[SessionBatch]:
         where = self.config.bastion_blobs
-        assert where is not None
+        assert where is not None  # noqa: S101 - type narrowing; the caller checked it
         scope = f"azure:bastion-blobs:{where.account_url}/{where.container}/{where.prefix}"
         window = self._window(ctx, scope)
         errors_before = len(ctx.scope_errors)

@@ -49,7 +49,7 @@ class FaultPlan:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
+        self._rng = random.Random(self.seed)  # noqa: S311 - reproducible test faults
 
     def draw(self, identity: str, kinds: Sequence[str] | None = None) -> str | None:
         """The fault for this call of ``identity``, or ``None`` to let it through.

@@ -5,22 +5,37 @@ Activity Log), Log Analytics (``POST /v1/workspaces/{id}/query``) and Blob stora
 (path-style ``/{account}/{container}``) in their wire shapes: absolute ``nextLink`` /
 ``NextMarker`` pagination, ARM error bodies, partial Log Analytics results, bearer-token
 checks. One server per test session; ``reset()`` between tests.
+
+It is also a Microsoft Entra ID token endpoint (``/{tenant}/oauth2/v2.0/token``, client
+credentials) issuing short-lived tokens, so a real azure-identity credential can sign in and
+refresh mid-run; and, given a ``FaultPlan`` (tests/reliability/faultlab.py), it answers the
+drawn calls with a fault produced on the wire (see ``fakefaults.py``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import ssl
 import threading
+import time
 from datetime import datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from xml.sax.saxutils import escape
 
+from tests.providers.azure import fakefaults
+
+if TYPE_CHECKING:
+    from tests.reliability.faultlab import FaultPlan
+
 TOKEN = "fake-token"  # noqa: S105 - a test double
+TENANT = "72f988bf-0000-4000-8000-00000000c0de"
+CLIENT_ID = "5f1a2b3c-0000-4000-8000-0000000a0d17"
+CLIENT_SECRET = "fake-client-secret"  # noqa: S105 - a test double
 _LAST_MODIFIED = format_datetime(datetime(2024, 5, 1, 12, 0, 0).astimezone(), usegmt=True)
 
 
@@ -74,6 +89,15 @@ class FakeAzure:
 
     def reset(self) -> None:
         self.token = TOKEN
+        self.tenant = TENANT
+        self.token_lifetime = 3600
+        """``expires_in`` of issued tokens; under 300 s azure-identity fetches one per call."""
+        self.issued: dict[str, float] = {}
+        """Issued token -> expiry (epoch seconds)."""
+        self.plan: FaultPlan | None = None
+        self.fault_delay = 1.0
+        """How long a ``timeout`` fault withholds its answer (above the client's timeout)."""
+        self._issued_count = itertools.count()
         self.page_size = 2
         self.subscriptions: list[dict[str, Any]] = []
         self.vms: dict[str, list[dict[str, Any]]] = {}
@@ -88,6 +112,8 @@ class FakeAzure:
         self.denied: dict[str, dict[str, Any]] = {}
         self.failing: dict[str, int] = {}
         self.requests: list[tuple[str, str]] = []
+        self.bearers: list[str] = []
+        """The bearer token of each request in ``requests`` (same order)."""
         self.bodies: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
 
@@ -105,11 +131,31 @@ class FakeAzure:
         """Request paths (with query) containing ``fragment`` (case-insensitive)."""
         return [p for _, p in self.requests if fragment.lower() in p.lower()]
 
+    def issue(self) -> str:
+        """A new access token valid for ``token_lifetime`` seconds."""
+        with self.lock:
+            token = f"issued-{next(self._issued_count)}-{time.monotonic_ns() % 10**9}"
+            self.issued[token] = time.time() + self.token_lifetime
+        return token
+
+    def expire(self, token: str) -> None:
+        """From now on ``token`` (if the fake issued it) is expired."""
+        with self.lock:
+            if token in self.issued:
+                self.issued[token] = 0.0
+
+    def valid(self, token: str) -> bool:
+        """The static token, or an issued one that has not expired."""
+        with self.lock:
+            return token == self.token or self.issued.get(token, 0.0) > time.time()
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     wbufsize = -1  # one write per response: no Nagle / delayed-ACK stall on keep-alive
     owner: FakeAzure
+    fault: str | None = None
+    """A fault the route itself makes from the real answer (``truncated``, ``missing``)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -125,6 +171,10 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
+        if self.fault == "truncated" and status < 300 and body:
+            self.wfile.write(body[: len(body) // 2])  # then hang up, short of Content-Length
+            fakefaults.drop(self, abort=False)
+            return
         self.wfile.write(body)
 
     def _json(self, status: int, data: Any) -> None:
@@ -140,9 +190,13 @@ class _Handler(BaseHTTPRequestHandler):
             body["nextLink"] = f"{self.owner.url}{path}?{urlencode(params)}"
         self._json(200, body)
 
-    def _authorized(self) -> bool:
-        if self.headers.get("Authorization") == f"Bearer {self.owner.token}":
+    def _authorized(self, route: str) -> bool:
+        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if self.owner.valid(token):
             return True
+        if token in self.owner.issued:
+            fakefaults.produce(self, "expired", route, serial=0)
+            return False
         self._json(
             401,
             {
@@ -161,17 +215,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
+        self.fault = None
         parts = urlsplit(self.path)
         path, query = unquote(parts.path), parse_qs(parts.query)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        lower = path.lower()
+        if "/oauth2/" in lower or "/.well-known/" in lower:
+            return self._entra(method, path, body)
         with self.owner.lock:
             self.owner.requests.append((method, self.path))
+            self.owner.bearers.append((self.headers.get("Authorization") or "")[7:])
             if method == "POST" and body:
                 self.owner.bodies.append((self.path, json.loads(body)))
-        if not self._authorized():
+        route = fakefaults.route_of(method, lower)
+        plan = self.owner.plan
+        if plan is not None:
+            kind = fakefaults.draw(plan, method=method, raw_path=self.path, body=body, route=route)
+            if kind in ("truncated", "missing") and route == "blob":
+                self.fault = kind  # made below from the real blob
+            elif kind is not None:
+                return fakefaults.produce(self, kind, route, serial=len(self.owner.requests))
+        if not self._authorized(route):
             return
-        lower = path.lower()
         for prefix, denial in self.owner.denied.items():
             if lower.startswith(prefix):
                 self._json(403, denial)
@@ -187,6 +253,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._arm(path, lower, query)
         else:
             self._blob(path, query)
+
+    # -- Entra ID ----------------------------------------------------------------------------
+    def _entra(self, method: str, path: str, body: bytes) -> None:
+        """OpenID metadata and the client-credentials token endpoint of ``/{tenant}``."""
+        tenant = path.strip("/").split("/")[0]
+        base = f"{self.owner.url}/{tenant}"
+        if method == "GET" and path.endswith("/openid-configuration"):
+            return self._json(
+                200,
+                {
+                    "issuer": f"{base}/v2.0",
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                },
+            )
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        known = (form.get("client_id"), form.get("client_secret")) == (CLIENT_ID, CLIENT_SECRET)
+        if not path.endswith("/oauth2/v2.0/token") or tenant != self.owner.tenant or not known:
+            return self._json(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided.",
+                    "error_codes": [7000215],
+                },
+            )
+        lifetime = self.owner.token_lifetime
+        return self._json(
+            200,
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": self.owner.issue(),
+            },
+        )
 
     # -- ARM ---------------------------------------------------------------------------------
     def _arm(self, path: str, lower: str, query: dict[str, list[str]]) -> None:
@@ -308,8 +411,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not name:
             return self._list(account, container, blobs, query)
         data = blobs.get(name)
-        if data is None:
-            return self._send(404, b"", "application/xml", {"x-ms-error-code": "BlobNotFound"})
+        if data is None or self.fault == "missing":
+            body = (
+                b'<?xml version="1.0" encoding="utf-8"?><Error><Code>BlobNotFound</Code>'
+                b"<Message>The specified blob does not exist.</Message></Error>"
+            )
+            return self._send(404, body, "application/xml", {"x-ms-error-code": "BlobNotFound"})
         headers = {
             "Last-Modified": _LAST_MODIFIED,
             "ETag": '"0x1"',

@@ -276,3 +276,17 @@ def test_an_explicit_window_ignores_the_checkpoint(
     batch = batches[f"azure:bastion:{WORKSPACE}"]
     assert len(batch.sessions) == 3  # includes the row from 2024-05-01
     assert batch.checkpoint is None  # an older re-audit never moves the checkpoint back
+
+
+def test_a_blob_over_the_size_limit_is_reported_by_name_and_not_downloaded(
+    fake: FakeAzure, full: dict[str, Any], env: SourceEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = seed_bastion_blobs(fake)
+    monkeypatch.setattr("providers.azure.feeds.MAX_BLOB_BYTES", 64)  # the seeded blobs are larger
+    batches, ctx = _run({**full, "streams": ["bastion"], "workspace_id": None}, env)
+    too_large = [e for e in ctx.scope_errors if e.code == "too_large"]
+    assert too_large and any(e.scope.endswith(names["recent"]) for e in too_large)
+    assert all("limit" in e.message for e in too_large)
+    assert not _sessions(batches)
+    downloads = [c for c in fake.calls(f"/{BASTION_CONTAINER}/") if "comp=list" not in c]
+    assert downloads == []  # refused from the listing's size, before any byte was read
