@@ -4,6 +4,9 @@
     python scripts/reliability_report.py                 # 50 trials per store, 500 examples
     python scripts/reliability_report.py --trials 20 --examples 60 --out /tmp/r.md
 
+Fault figures come from the fault specs (``faults-*.json`` in CW_RELIABILITY_OUT);
+``--fault-trials`` seeds (CW_FAULT_TRIALS) repeat the 30% transient runs.
+
 Every figure in the report comes from this run: the crash-trial summaries the harness tests
 write (CW_RELIABILITY_OUT), the fuzzers' per-target tally (CW_FUZZ_TALLY), the pytest outcome
 of every reliability and fuzz test (JUnit XML) and peak-RSS probes of one 200 MB line.
@@ -21,7 +24,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,10 @@ HARNESS = [
     "tests/reliability/test_reliability_integrity.py",
     "tests/reliability/test_reliability_hostile_store.py",
     "tests/reliability/test_reliability_size_limits.py",
+    "tests/reliability/test_reliability_gzip_bombs.py",
+    "tests/reliability/test_reliability_faults_aws.py",
+    "tests/reliability/test_reliability_faults_gcp.py",
+    "tests/reliability/test_reliability_faults_azure.py",
     "tests/agent/test_cli_policy.py",
 ]
 
@@ -100,7 +107,7 @@ def _probe(kind: str, folder: Path) -> dict[str, Any]:
         fh.write(PREFIX[kind])
         fh.truncate(LINE_BYTES)
     try:
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(  # noqa: S603 - this interpreter, fixed module, our temp file
             [sys.executable, "-m", "tests.reliability.rss_probe", kind, str(path)],
             cwd=REPO,
             capture_output=True,
@@ -129,7 +136,7 @@ def _pg_version() -> str:
 def _commit() -> str:
     def git(*args: str) -> str:
         argv = ["git", *args]  # git from PATH, fixed arguments
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(  # noqa: S603 - git from PATH with fixed arguments
             argv,
             cwd=REPO,
             capture_output=True,
@@ -200,6 +207,76 @@ def _crash_section(crash: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _faults_section(work: Path) -> list[str]:
+    """One row per provider and scenario from the fault specs' ``faults-*.json`` figures."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for path in sorted(work.glob("faults-*.json")):
+        figures = json.loads(path.read_text())
+        scenario = str(figures.get("scenario", path.stem))
+        groups[(str(figures.get("provider", "?")), scenario)].append(figures)
+    if not groups:
+        return ["No fault figures were written (the fault specs did not run)."]
+    rows = []
+    for (provider, scenario), runs in sorted(groups.items()):
+        kinds: dict[str, int] = defaultdict(int)
+        for run in runs:
+            for kind, n in run.get("by_kind", {}).items():
+                kinds[kind] += n
+        if "identical" in runs[0]:
+            ok = all(r.get("identical") and not r.get("scope_errors") for r in runs)
+            result = (
+                f"{'identical' if ok else '**DIFFERENT**'} findings "
+                f"({runs[0].get('findings')}), status {runs[0].get('status')}, "
+                f"{sum(r.get('scope_errors', 0) for r in runs)} scope errors"
+            )
+        else:
+            ok = all(
+                r.get("exit_code") == 4
+                and r.get("next_exit_code") == 0
+                and r.get("recovered_all", r.get("recovered_identical"))
+                for r in runs
+            )
+            result = (
+                f"exit {runs[0].get('exit_code')}, {runs[0].get('scope_errors')} scope errors, "
+                f"{runs[0].get('missed_first_run', '?')} findings missed; next run exit "
+                f"{runs[0].get('next_exit_code')}, "
+                f"{'recovered all' if ok else '**NOT RECOVERED**'}"
+            )
+        rows.append(
+            [
+                provider,
+                scenario,
+                len(runs),
+                sum(r.get("calls", 0) for r in runs),
+                sum(r.get("faults", 0) for r in runs),
+                ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())),
+                result,
+            ]
+        )
+    return _table(["provider", "scenario", "trials", "calls", "faults", "by kind", "result"], rows)
+
+
+def _bomb_section(work: Path) -> list[str]:
+    """One row per source from the gzip-bomb memory probes (``bomb-*.json``)."""
+    rows = [json.loads(path.read_text()) for path in sorted(work.glob("bomb-*.json"))]
+    if not rows:
+        return ["No bomb figures were written (the gzip-bomb specs did not run)."]
+    return _table(
+        ["source", "bomb (inflated)", "on disk", "peak RSS growth", "bomb named", "good file read"],
+        [
+            [
+                r["source"],
+                f"{r['bomb_mib']} MiB (limit lowered to {r['limit_mib']} MiB)",
+                f"{r['compressed_kib']} KiB",
+                f"+{r['growth_mib']} MiB",
+                "yes" if r["named"] else "**NO**",
+                f"{r['good_sessions']} session(s)",
+            ]
+            for r in rows
+        ],
+    )
+
+
 def _fuzz_section(tally: list[dict[str, Any]]) -> list[str]:
     by: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in tally:
@@ -230,6 +307,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=50, help="crash trials per store")
     ap.add_argument("--examples", type=int, default=500, help="hypothesis examples per property")
+    ap.add_argument("--fault-trials", type=int, default=5, help="seeds of the 30%% fault runs")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "reliability.md")
     args = ap.parse_args()
 
@@ -241,6 +319,7 @@ def main() -> int:
             "CW_FUZZ_EXAMPLES": str(args.examples),
             "CW_FUZZ_RANDOM": "1",
             "CW_FUZZ_TALLY": str(work / "tally.json"),
+            "CW_FAULT_TRIALS": str(args.fault_trials),
         }
         code_h, secs_h = _pytest(HARNESS, env, work / "harness.xml")
         code_f, secs_f = _pytest(["tests/fuzz"], env, work / "fuzz.xml")
@@ -254,6 +333,8 @@ def main() -> int:
         )
         outcomes = {**_outcomes(work / "harness.xml"), **_outcomes(work / "fuzz.xml")}
         probes = {kind: _probe(kind, work) for kind in PREFIX}
+        faults = _faults_section(work)
+        bombs = _bomb_section(work)
 
     corpus = sorted(
         p
@@ -307,6 +388,18 @@ def main() -> int:
         "",
         *_crash_section(crash),
         "",
+        "## Faults from clouds",
+        "",
+        "Faults are injected at the network seam: botocore's before-send hook on every AWS "
+        "client, the fake Google and Azure servers for the real google-cloud / azure SDK "
+        "clients. Transient runs fail 30% of calls (never more than 3 times in a row for one "
+        "request, so a retry budget above that gets through; each kind is injected at least "
+        "once) and must produce the findings of a clean run; permanent runs fail one scope "
+        "for good and must end in scope errors with exit code 4, after which a run without "
+        "the faults must find everything the failed run missed.",
+        "",
+        *faults,
+        "",
         "## SIGTERM, concurrency, integrity",
         "",
         *_table(
@@ -314,7 +407,8 @@ def main() -> int:
             [
                 [name.split("::")[-1], state]
                 for name, state in sorted(outcomes.items())
-                if "test_reliability_" in name and "crash" not in name
+                if "test_reliability_" in name
+                and not any(k in name for k in ("crash", "faults", "gzip_bombs"))
             ],
         ),
         "",
@@ -348,6 +442,25 @@ def main() -> int:
         f"Bound: peak growth under {GROWTH_BOUND_KIB // 1024} MiB for the 200 MiB line. A source "
         "that stays under it refuses or cuts the line without holding it, so a 2 GB line costs "
         "the same; one that does not would need about ten times its growth for 2 GB.",
+        "",
+        "## Gzip bombs (valid gzip that inflates far past the limit)",
+        "",
+        "Every gzip reader inflates a bounded piece at a time and stops at 1 GiB per file "
+        "(CloudTrail, Kubernetes audit documents) or cuts over-long lines (flow logs, sshd, "
+        "Kubernetes audit lines): the bomb is refused or quarantined by name and the file "
+        "beside it is still read. Probed in a subprocess with the limit lowered:",
+        "",
+        *bombs,
+        "",
+        "Gzip-bomb specs (refusal by name, exact-limit files still read, piecewise inflation "
+        "equal to gzip's, corrupt bombs reported as corrupt): "
+        + ", ".join(
+            f"{n} {state}"
+            for state, n in sorted(
+                Counter(state for name, state in outcomes.items() if "gzip_bombs" in name).items()
+            )
+        )
+        + ".",
         "",
         "## Bugs found",
         "",

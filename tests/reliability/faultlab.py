@@ -12,6 +12,7 @@ The tally (calls, faults by kind) is what scripts/reliability_report.py prints.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from collections import Counter
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TRANSIENT_KINDS", "FaultPlan", "fault_figures"]
+__all__ = ["TRANSIENT_KINDS", "FaultPlan", "fault_figures", "seeds"]
 
 # throttle: 429 / ThrottlingException / SlowDown; server-error: 500/503; timeout: the call
 # does not answer within the client's read timeout; reset: the connection is dropped;
@@ -98,3 +99,8 @@ def fault_figures(plan: FaultPlan, **extra: Any) -> dict[str, Any]:
         "max_consecutive": plan.max_consecutive,
         **extra,
     }
+
+
+def seeds(first: int) -> range:
+    """The seeds of the transient fault runs: ``CW_FAULT_TRIALS`` of them (default 1)."""
+    return range(first, first + int(os.environ.get("CW_FAULT_TRIALS", "1")))

@@ -37,7 +37,7 @@ from tests.providers.aws.orgworld import (
     ssm_history,
     write_flow_export,
 )
-from tests.reliability.faultlab import TRANSIENT_KINDS, FaultPlan, fault_figures
+from tests.reliability.faultlab import TRANSIENT_KINDS, FaultPlan, fault_figures, seeds
 
 ALL_KINDS = (*TRANSIENT_KINDS, "truncated", "missing", "expired")
 # Faults never hit one request more than 3 times in a row; botocore makes 5 attempts per call
@@ -92,7 +92,9 @@ def folder(tmp_path: Path, name: str, world: World) -> Path:
     return where
 
 
+@pytest.mark.parametrize("seed", seeds(20261128))
 def test_with_30_percent_of_calls_failing_transiently_the_aws_audit_finds_what_a_clean_run_finds(
+    seed: int,
     world: World,
     org: tuple[World, dict[str, bytes]],
     fake: GlobalFake,
@@ -102,7 +104,7 @@ def test_with_30_percent_of_calls_failing_transiently_the_aws_audit_finds_what_a
     clean = audit(write_config(world, folder(tmp_path, "clean", world), options=RETRIES))
     assert clean.run.status.value == "complete" and described(world, clean.findings) == EXPECTED
 
-    plan = FaultPlan(rate=0.3, seed=20261128, kinds=ALL_KINDS, cover=True)
+    plan = FaultPlan(rate=0.3, seed=seed, kinds=ALL_KINDS, cover=True)
     fake.chaos(plan, object_bytes(org[1]), account_of=get_account_id_from)
     faulted = audit(write_config(world, folder(tmp_path, "faulted", world), options=RETRIES))
     fake.chaos(None)
@@ -117,7 +119,7 @@ def test_with_30_percent_of_calls_failing_transiently_the_aws_audit_finds_what_a
     assert set(plan.tally) == set(ALL_KINDS), plan.tally  # every kind really happened
     assert plan.faults >= 0.2 * plan.calls
     report(
-        "faults-aws-transient",
+        f"faults-aws-transient-{seed}",
         fault_figures(
             plan,
             provider="aws",

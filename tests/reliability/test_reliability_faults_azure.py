@@ -47,7 +47,7 @@ from tests.providers.azure.faultworld import (
     serve,
     source_config,
 )
-from tests.reliability.faultlab import TRANSIENT_KINDS, FaultPlan, fault_figures
+from tests.reliability.faultlab import TRANSIENT_KINDS, FaultPlan, fault_figures, seeds
 
 Report = Callable[[str, dict[str, Any]], None]
 SCHEDULED = AuditWindow(since=None, until=None, explicit=False)
@@ -119,18 +119,19 @@ def _stored(store_url: str) -> Stored:
         )
 
 
+@pytest.mark.parametrize("seed", seeds(SEED))
 def test_with_30_percent_of_calls_failing_transiently_the_azure_audit_finds_exactly_what_a_clean_run_finds(  # noqa: E501
-    world: Served, tmp_path: Path, report: Report
+    seed: int, world: Served, tmp_path: Path, report: Report
 ) -> None:
     clean_url, faulted_url = f"sqlite:///{tmp_path}/clean.db", f"sqlite:///{tmp_path}/faulted.db"
     _audit(world, clean_url, None)
-    plan = FaultPlan(rate=0.3, seed=SEED, kinds=ALL_KINDS, cover=True)
+    plan = FaultPlan(rate=0.3, seed=seed, kinds=ALL_KINDS, cover=True)
     _audit(world, faulted_url, plan)
     clean, faulted = _stored(clean_url), _stored(faulted_url)
     what = ("findings", "sessions", "checkpoints")
     identical = all(getattr(faulted, name) == getattr(clean, name) for name in what)
     report(
-        "faults-azure-transient",
+        f"faults-azure-transient-{seed}",
         fault_figures(
             plan,
             provider="azure",

@@ -32,7 +32,7 @@ from agent.store import open_store
 from providers.gcp.config import ALL_STREAMS
 from tests.providers.gcp.fakegcp import FakeGcpServer
 from tests.providers.gcp.faultworld import World, build_world, credentials_file, source_config
-from tests.reliability.faultlab import TRANSIENT_KINDS, FaultPlan, fault_figures
+from tests.reliability.faultlab import TRANSIENT_KINDS, FaultPlan, fault_figures, seeds
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -108,8 +108,9 @@ def cli_audit(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, st
     return code, out.err
 
 
+@pytest.mark.parametrize("seed", seeds(SEED))
 def test_with_30_percent_of_calls_failing_transiently_the_gcp_audit_finds_exactly_what_a_clean_run_finds(  # noqa: E501
-    world: World, tmp_path: Path, report: Report
+    seed: int, world: World, tmp_path: Path, report: Report
 ) -> None:
     fake = world.fake
     clean_config = write_config(world, tmp_path, "clean")
@@ -117,7 +118,7 @@ def test_with_30_percent_of_calls_failing_transiently_the_gcp_audit_finds_exactl
         clean = audit(clean_config, world)
     clean_grants = len(fake.token_grants)
 
-    plan = FaultPlan(rate=0.3, seed=SEED, kinds=KINDS, cover=True)
+    plan = FaultPlan(rate=0.3, seed=seed, kinds=KINDS, cover=True)
     fake.plan = plan
     faulted_config = write_config(world, tmp_path, "faulted")
     with capture_logs() as logs:
@@ -128,7 +129,7 @@ def test_with_30_percent_of_calls_failing_transiently_the_gcp_audit_finds_exactl
     counts = faulted.run.counts
     refreshes = len(fake.token_grants) - clean_grants - 1  # the first grant is no refresh
     report(
-        "faults-gcp-transient",
+        f"faults-gcp-transient-{seed}",
         fault_figures(
             plan,
             provider="gcp",
@@ -212,6 +213,7 @@ def test_a_permanent_gcp_outage_ends_in_scope_errors_exit_4_and_the_next_run_pic
             scope_errors=len(first.scope_errors),
             findings=len(clean_findings),
             findings_first_run=len(findings),
+            missed_first_run=len(missed),
             next_exit_code=second_code,
             recovered_identical=recovered == clean_findings
             and recovered_sessions == clean_sessions,

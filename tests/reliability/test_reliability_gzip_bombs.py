@@ -16,8 +16,10 @@ import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -315,7 +317,9 @@ def _probe(kind: str, paths: list[Path]) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("kind", ["cloudtrail-files", "kubernetes-audit", "vpc-flow-files"])
-def test_reading_a_bomb_stays_within_bounded_memory(kind: str, tmp_path: Path) -> None:
+def test_reading_a_bomb_stays_within_bounded_memory(
+    kind: str, tmp_path: Path, report: Callable[[str, dict[str, Any]], None]
+) -> None:
     bomb, good = tmp_path / "a-bomb.log.gz", tmp_path / "b-good.log"
     if kind == "cloudtrail-files":
         bomb.write_bytes(trail_bomb())
@@ -331,8 +335,20 @@ def test_reading_a_bomb_stays_within_bounded_memory(kind: str, tmp_path: Path) -
 
     growth = int(result["after_kib"]) - int(result["before_kib"])  # type: ignore[call-overload]
     print(f"{kind}: peak RSS grew {growth // 1024} MiB for a {BOMB_MIB} MiB bomb: {result}")
+    problems = [*result["scope_errors"], *result["quarantined"]]  # type: ignore[misc]
+    report(
+        f"bomb-{kind}",
+        {
+            "source": kind,
+            "bomb_mib": BOMB_MIB,
+            "compressed_kib": bomb.stat().st_size // 1024,
+            "limit_mib": LIMIT // (1024 * 1024),
+            "growth_mib": growth // 1024,
+            "named": any(str(bomb) in p for p in problems),
+            "good_sessions": result["sessions"],
+        },
+    )
     assert result["error"] is None, "the source must not raise"
     assert growth < GROWTH_BOUND_KIB, f"{kind} held the bomb: +{growth // 1024} MiB"
     assert int(result["sessions"]) >= 1  # type: ignore[call-overload]  # the good file
-    problems = [*result["scope_errors"], *result["quarantined"]]  # type: ignore[misc]
     assert any(str(bomb) in p for p in problems), "the bomb is named"
