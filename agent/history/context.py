@@ -1,9 +1,11 @@
 """``HistoryContext``: feeds principal-history signals into ``EvaluationInput.context``.
 
 Per batch it reads the principals' remembered visits once, judges each session against the
-visits before and after it (remembered ones and the batch's successful sessions, so a re-run
-gives the same facts), and records the successful sessions (unless ``record=False``, as in
-``chipwarden replay``). Memory is bounded by the batch plus ``keep`` visits per principal.
+visits that started before it (remembered ones and the batch's successful sessions), and
+records the successful sessions (unless ``record=False``, as in ``chipwarden replay``). A
+session history already remembers is judged by the visits recorded up to it (``seq``), so a
+rerun gives the facts of the first run. Memory is bounded by the batch plus ``keep`` visits
+per principal.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ def _visit(item: EvaluationInput) -> Visit | None:
     )
 
 
+def _known_by(first: Visit, prior: list[Visit]) -> list[Visit]:
+    """What history held when ``first`` was recorded: a rerun (crash recovery, an
+    overlapping window) judges the session by the same visits as the first run, not by
+    visits another source added since."""
+    if first.seq is None:
+        return prior
+    return [v for v in prior if v.seq is not None and v.seq <= first.seq]
+
+
 class HistoryContext:
     """Context provider for the pipeline (``contexts(items) -> list[dict]``)."""
 
@@ -69,18 +80,23 @@ class HistoryContext:
         known = self._store.recent(list(by_principal))
         to_record: list[Visit] = []
         for principal, indexes in by_principal.items():
-            pool = {v.session_id: v for v in known.get(principal, ())}
+            remembered = {v.session_id: v for v in known.get(principal, ())}
+            pool = dict(remembered)
             for i in indexes:
                 visit = visits[i]
                 if visit is not None and items[i].session.outcome is Outcome.SUCCESS:
-                    pool[visit.session_id] = visit
+                    pool.setdefault(visit.session_id, visit)
                     to_record.append(visit)
             prior = sorted(pool.values(), key=lambda v: v.started_at)
             for i in indexes:
                 visit = visits[i]
                 assert visit is not None  # noqa: S101 - type narrowing for mypy; not a runtime check
+                first = remembered.get(visit.session_id)
                 out[i] = evaluate_visit(
-                    visit, prior, centroids=self._centroids, settings=self._settings
+                    visit,
+                    prior if first is None else _known_by(first, prior),
+                    centroids=self._centroids,
+                    settings=self._settings,
                 )
         if self._record:
             self._store.record(to_record)

@@ -29,6 +29,8 @@ class Visit:
     source_ip: str | None
     country: str | None
     asn: int | None
+    seq: int | None = None
+    """When the store first recorded it (``None``: not recorded, or before revision 0004)."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +35,7 @@ def _visit(row: Any) -> Visit:
         source_ip=row.source_ip,
         country=row.country,
         asn=row.asn,
+        seq=row.seq,
     )
 
 
@@ -84,11 +85,13 @@ class HistoryStore:
         }
         dialect = self._engine.dialect.name
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TABLE)
+        # A rerun's insert is a no-op: a visit keeps the seq of its first recording.
         statement = insert.on_conflict_do_nothing(index_elements=["principal", "session_id"])
         principals = sorted({v.principal for v in visits})
         try:
             with self._writer.begin() as conn:
-                conn.execute(statement, list(rows.values()))
+                seq = (conn.execute(select(func.max(TABLE.c.seq))).scalar() or 0) + 1
+                conn.execute(statement, [{**row, "seq": seq} for row in rows.values()])
                 for principal in principals:
                     keep = (
                         select(TABLE.c.session_id)

@@ -28,6 +28,8 @@ class PrincipalHistoryRow(Base):
     source_ip: Mapped[str | None]
     country: Mapped[str | None]
     asn: Mapped[int | None]
+    seq: Mapped[int | None]
+    """Order of recording (one number per recorded batch); NULL before revision 0004."""
 
     __table_args__ = (
         Index("ix_principal_history_principal_started_at", "principal", "started_at"),

@@ -17,18 +17,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (issue 9 part A): principal-history signals judge a session by the history "
-    "committed so far. Since a1b6e68 they ignore later sessions, but sources are read one "
-    "after another, so an EARLIER session from a later source (another log, another CloudTrail "
-    "prefix) is not in the store yet when a session is judged on the first run, and is on a "
-    "rerun (crash recovery, overlapping windows): e.g. ec-low-hosting-or-vpn-to-controlled "
-    "'impossible travel: session from GB at 01:14Z, then from DE 0.0 h later' appears only on "
-    "the second run. Fix idea: evaluate history per batch against the store AND the run's "
-    "other sources (collect first, judge in time order), or re-judge stored later sessions "
-    "when an earlier one arrives.",
-)
+# Was a strict xfail: an EARLIER session from a source read later was not in the store when a
+# session was judged on the first run, and was on a rerun, which then flagged e.g. "impossible
+# travel GB -> DE" the first run never saw. A remembered session is now judged by the visits
+# recorded up to it (principal_history.seq, migration 0004).
 def test_a_second_run_over_the_same_inputs_with_history_on_adds_no_findings(
     tmp_path: Path,
 ) -> None:

@@ -124,3 +124,26 @@ def test_rerunning_a_batch_gives_the_same_facts(store: SqlStore) -> None:
     again = provider.contexts(batch)
 
     assert first == again
+
+
+def test_a_rerun_judges_a_session_by_the_history_it_was_first_judged_by(store: SqlStore) -> None:
+    provider = HistoryContext(store=HistoryStore(store.engine, keep=10))
+    later_from_japan = [item("b", at=T0 + timedelta(hours=2), country="JP")]
+    earlier_from_us = [item("a", at=T0)]  # another source, read after the first
+
+    [first] = provider.contexts(later_from_japan)
+    provider.contexts(earlier_from_us)
+    [again] = provider.contexts(later_from_japan)  # crash recovery re-reads the first source
+
+    assert first["history.first_session"] == "true"
+    assert again == first  # not "impossible travel US -> JP", which the first run never saw
+
+
+def test_a_new_session_is_judged_by_everything_recorded_before_it(store: SqlStore) -> None:
+    provider = HistoryContext(store=HistoryStore(store.engine, keep=10))
+    provider.contexts([item("b", at=T0 + timedelta(hours=2), country="JP")])
+    provider.contexts([item("a", at=T0)])
+
+    [new] = provider.contexts([item("c", at=T0 + timedelta(hours=3), country="US")])
+
+    assert new["history.impossible_travel"] == "true"  # JP at +2 h, then US at +3 h
