@@ -22,17 +22,15 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from agent.assembly import build_classifier, build_engine, build_plugins
 from agent.cli import run
 from agent.config import load_config
-from agent.contracts import AuditWindow
-from agent.enrich import GeoEnricher
-from agent.pipeline import AuditResult, run_audit
+from agent.pipeline import AuditResult
 from agent.store import open_store
 from providers.gcp.config import ALL_STREAMS
 from tests.providers.gcp.fakegcp import FakeGcpServer
 from tests.providers.gcp.faultworld import World, build_world, credentials_file, source_config
 from tests.reliability.faultlab import TRANSIENT_KINDS, FaultPlan, fault_figures, seeds
+from tests.support.audit import scheduled_audit
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -40,7 +38,6 @@ READ_TIMEOUT = 0.5  # the client's per-attempt read timeout; a "timeout" answers
 RETRY = {"initial": 0.001, "maximum": 0.001, "multiplier": 1, "deadline": 30, "attempts": 5}
 KINDS = (*TRANSIENT_KINDS, "truncated", "missing", "expired")
 SEED = 28  # cover=True injects every kind at least once whatever the seed (1-40 all identical)
-SCHEDULED = AuditWindow(since=None, until=None, explicit=False)
 VOLATILE = {"first_seen", "last_seen", "run_id"}
 
 
@@ -71,21 +68,7 @@ def write_config(world: World, folder: Path, name: str, *, batch_size: int = 1) 
 
 def audit(config: Path, world: World) -> AuditResult:
     """One scheduled audit through the pipeline, clock at the world's ``now``."""
-    cfg, doc = load_config(config)
-    clock = lambda: world.now  # noqa: E731
-    with (
-        GeoEnricher.from_config(cfg.geo, base_dir=cfg.base_dir) as enricher,
-        open_store(cfg.store) as store,
-    ):
-        return run_audit(
-            plugins=build_plugins(cfg, doc=doc, clock=clock),
-            store=store,
-            engine=build_engine(cfg, clock=clock),
-            enricher=enricher,
-            classifier=build_classifier(cfg),
-            window=SCHEDULED,
-            clock=clock,
-        )
+    return scheduled_audit(config, now=world.now)
 
 
 def stored(config: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:

@@ -6,13 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent.assembly import build_classifier, build_engine, build_plugins
-from agent.config import load_config
 from agent.contracts import AuditWindow
-from agent.enrich import GeoEnricher
 from agent.models import Finding
-from agent.pipeline import AuditResult, run_audit
-from agent.store import open_store
+from agent.pipeline import AuditResult
+from tests.support.audit import scheduled_audit
 
 from .orgworld import NOW, World, config_yaml
 
@@ -41,23 +38,8 @@ def write_config(
 
 
 def audit(config: Path, *, clock_at: Any = NOW) -> AuditResult:
-    """One scheduled audit through the pipeline with a fixed clock."""
-    cfg, doc = load_config(config)
-    clock = lambda: clock_at  # noqa: E731
-    plugins = build_plugins(cfg, doc=doc, clock=clock)
-    with (
-        GeoEnricher.from_config(cfg.geo, base_dir=cfg.base_dir) as enricher,
-        open_store(cfg.store) as store,
-    ):
-        return run_audit(
-            plugins=plugins,
-            store=store,
-            engine=build_engine(cfg, clock=clock),
-            enricher=enricher,
-            classifier=build_classifier(cfg),
-            window=SCHEDULED,
-            clock=clock,
-        )
+    """One scheduled audit through the pipeline with a fixed clock (72 h lookback)."""
+    return scheduled_audit(config, now=clock_at, lookback_hours=SCHEDULED.default_lookback_hours)
 
 
 def described(world: World, findings: list[Finding]) -> set[tuple[Any, ...]]:
