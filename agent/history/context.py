@@ -4,14 +4,15 @@ Per batch it reads the principals' remembered visits once, judges each session a
 visits that started before it (remembered ones and the batch's successful sessions), and
 records the successful sessions (unless ``record=False``, as in ``chipwarden replay``). A
 session history already remembers is judged by the visits recorded up to it (``seq``), so a
-rerun gives the facts of the first run. Memory is bounded by the batch plus ``keep`` visits
-per principal.
+rerun gives the facts of the first run; a later session recorded before an earlier successful
+one (read from another source first) is that earlier one's travel neighbour. Memory is
+bounded by the batch plus ``keep`` visits per principal.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import structlog
 
@@ -47,6 +48,16 @@ def _known_by(first: Visit, prior: list[Visit]) -> list[Visit]:
     if first.seq is None:
         return prior
     return [v for v in prior if v.seq is not None and v.seq <= first.seq]
+
+
+def _recorded_before(first: Visit | None, remembered: Iterable[Visit]) -> frozenset[str]:
+    """Session ids history held before ``first`` was recorded (all of them for a new one)."""
+    if first is None:
+        return frozenset(v.session_id for v in remembered)
+    mark = first.seq or 0
+    return frozenset(
+        v.session_id for v in remembered if v.session_id != first.session_id and (v.seq or 0) < mark
+    )
 
 
 class HistoryContext:
@@ -97,6 +108,11 @@ class HistoryContext:
                     prior if first is None else _known_by(first, prior),
                     centroids=self._centroids,
                     settings=self._settings,
+                    # failed attempts are not remembered, so a rerun could not tell what
+                    # history held when one was first judged: earlier neighbours only
+                    recorded_before=_recorded_before(first, remembered.values())
+                    if items[i].session.outcome is Outcome.SUCCESS
+                    else frozenset(),
                 )
         if self._record:
             self._store.record(to_record)

@@ -117,15 +117,24 @@ def _hours(
 
 
 def evaluate_visit(
-    visit: Visit, prior: Sequence[Visit], *, centroids: Centroids, settings: HistorySettings
+    visit: Visit,
+    prior: Sequence[Visit],
+    *,
+    centroids: Centroids,
+    settings: HistorySettings,
+    recorded_before: frozenset[str] = frozenset(),
 ) -> dict[str, str]:
-    """Context facts for ``visit`` given the principal's ``prior`` visits (any order)."""
+    """Context facts for ``visit`` given the principal's ``prior`` visits (any order).
+
+    ``recorded_before``: session ids of ``prior`` visits history held before ``visit`` was
+    recorded. The next session in time counts as a travel neighbour only when it is one of
+    them: each pair of neighbouring sessions is judged once, by whichever was judged second."""
     others = sorted(
         (v for v in prior if v.session_id != visit.session_id), key=lambda v: v.started_at
     )
-    # Only sessions that started before this one count: judging a session by what came
-    # later would make a rerun (crash recovery, overlapping window) flag what the first
-    # run did not.
+    # Sessions that started before this one decide what is new; a later one is a travel
+    # neighbour only if history held it before this one (see ``recorded_before``), so a
+    # rerun (crash recovery, overlapping window) judges exactly as the first run did.
     before = [v for v in others if v.started_at <= visit.started_at]
     facts: dict[str, str] = {"history.sessions": str(len(before))}
     fired: list[str] = []
@@ -133,8 +142,10 @@ def evaluate_visit(
     travel = None
     for neighbour in before[-1:]:
         travel = _travel(visit, neighbour, centroids, settings)
-        if travel:
-            break
+    following = [v for v in others if v.started_at > visit.started_at][:1]
+    if not travel and following and following[0].session_id in recorded_before:
+        # that later session was judged before this earlier one arrived (another source)
+        travel = _travel(visit, following[0], centroids, settings)
     facts["history.impossible_travel"] = "true" if travel else "false"
     if travel:
         facts["history.impossible_travel.reason"] = travel

@@ -147,3 +147,31 @@ def test_a_new_session_is_judged_by_everything_recorded_before_it(store: SqlStor
     [new] = provider.contexts([item("c", at=T0 + timedelta(hours=3), country="US")])
 
     assert new["history.impossible_travel"] == "true"  # JP at +2 h, then US at +3 h
+
+
+def test_an_earlier_session_read_after_a_later_one_is_judged_as_travel_with_it(
+    store: SqlStore,
+) -> None:
+    provider = HistoryContext(store=HistoryStore(store.engine, keep=10))
+    [later] = provider.contexts([item("b", at=T0 + timedelta(hours=2), country="JP")])
+    [earlier] = provider.contexts([item("a", at=T0)])  # another source, read second
+
+    assert later["history.impossible_travel"] == "false"  # nothing known when judged
+    assert earlier["history.impossible_travel"] == "true"  # the pair is judged once, here
+    assert "from US at 2026-06-01 14:00Z, then from JP 2.0 h later" in earlier["history.reasons"]
+    assert provider.contexts([item("a", at=T0)]) == [earlier]  # and a rerun agrees
+
+
+def test_a_later_session_of_the_same_batch_is_judged_on_the_later_one_only(
+    store: SqlStore,
+) -> None:
+    provider = HistoryContext(store=HistoryStore(store.engine, keep=10))
+
+    earlier, later = provider.contexts(
+        [item("a", at=T0), item("b", at=T0 + timedelta(hours=2), country="JP")]
+    )
+
+    assert (earlier["history.impossible_travel"], later["history.impossible_travel"]) == (
+        "false",
+        "true",
+    )
