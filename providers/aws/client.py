@@ -32,11 +32,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from agent.errors import (
-    ProviderAuthError,
-    ProviderPermissionError,
-    ProviderUnavailable,
-    SourceError,
+from agent.errors import ProviderAuthError, ProviderUnavailable, SourceError
+from providers.aws.codes import (
+    AUTH_HINT,
+    EXPIRED_CODES,
+    AwsNotFound,
+    ObjectTooLarge,
+    classify,
 )
 from providers.aws.iam import iam_action
 
@@ -61,47 +63,6 @@ INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
 _TYPES_PER_CALL = 100  # DescribeInstanceTypes accepts at most 100 names
 _INVALID_TYPES_RE = re.compile(r"do not exist: \[([^\]]*)\]")
 
-_PERMISSION_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
-        "Client.UnauthorizedOperation",
-        "UnauthorizedAccess",
-        "AWSOrganizationsNotInUseException",
-    }
-)
-_AUTH_CODES = frozenset(
-    {
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "RequestExpired",
-        "NoCredentialsError",
-    }
-)
-# Answers to a request signed with credentials that expired in flight: an assumed-role client
-# re-assumes its role once and retries the request (see ``_refresh_on_expiry``).
-_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
-_OPT_IN_CODES = frozenset({"OptInRequired", "AuthFailure"})
-_NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "ResourceNotFoundException"})
-_UNAVAILABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestThrottled",
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "InternalFailure",
-        "Unavailable",
-    }
-)
 _AUTH_EXCEPTIONS: tuple[type[Exception], ...] = (
     bex.NoCredentialsError,
     bex.PartialCredentialsError,
@@ -119,57 +80,24 @@ _NETWORK_EXCEPTIONS: tuple[type[Exception], ...] = (
     bex.IncompleteReadError,  # a body shorter than its Content-Length
 )
 _SPOOL_BYTES = 8 * 1024 * 1024  # objects up to this size are held in memory, larger on disk
-_AUTH_HINT = (
-    "refresh the credentials (aws sso login / aws sts get-caller-identity) or set "
-    "AWS_PROFILE / the source's profile"
-)
-
-
-class AwsNotFound(SourceError):
-    """A bucket, key or log group that does not exist."""
-
-    code = "not_found"
-
-
-class ObjectTooLarge(SourceError):
-    """An S3 object over the size limit of its reader; it is not downloaded."""
-
-    code = "too_large"
 
 
 def _from_client_error(exc: bex.ClientError, scope: str, service: str | None) -> SourceError:
     error = exc.response.get("Error", {})
-    code = str(error.get("Code") or "Unknown")
-    text = f"{scope}: {code}: {error.get('Message') or exc}"
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    permission = iam_action(exc.operation_name, service)
-    if code in _PERMISSION_CODES or code.startswith("AccessDenied"):
-        hint = f"grant {permission} to the audit role or user" if permission else None
-        return ProviderPermissionError(text, permission=permission, hint=hint)
-    if code in _AUTH_CODES:
-        return ProviderAuthError(text, hint=_AUTH_HINT)
-    if code in _OPT_IN_CODES:
-        return ProviderPermissionError(
-            text,
-            permission=permission,
-            hint="the region may not be enabled for this account: opt in (Account > AWS "
-            "Regions) or drop it from the source's regions list",
-        )
-    if code in _NOT_FOUND_CODES:
-        return AwsNotFound(text, hint="check the bucket / log group name and its region")
-    if code in _UNAVAILABLE_CODES or status >= 500:
-        return ProviderUnavailable(
-            f"{text} (after retries)",
-            hint="retry later, or set retry_mode: adaptive / a higher max_attempts",
-        )
-    return SourceError(text, hint="see the AWS error code above")
+    return classify(
+        code=str(error.get("Code") or "Unknown"),
+        message=str(error.get("Message") or exc),
+        status=int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0),
+        scope=scope,
+        permission=iam_action(exc.operation_name, service),
+    )
 
 
 def _translate(exc: Exception, scope: str, service: str | None) -> SourceError:
     if isinstance(exc, bex.ClientError):
         return _from_client_error(exc, scope, service)
     if isinstance(exc, _AUTH_EXCEPTIONS):
-        return ProviderAuthError(f"{scope}: {exc}", hint=_AUTH_HINT)
+        return ProviderAuthError(f"{scope}: {exc}", hint=AUTH_HINT)
     if isinstance(exc, _NETWORK_EXCEPTIONS):
         return ProviderUnavailable(
             f"{scope}: {exc}",
@@ -309,7 +237,7 @@ class AwsClient:
             return None
         code = (response[1] or {}).get("Error", {}).get("Code")
         context = request_dict.setdefault("context", {})
-        if code not in _EXPIRED_CODES or context.get("chipwarden_renewed"):
+        if code not in EXPIRED_CODES or context.get("chipwarden_renewed"):
             return None
         context["chipwarden_renewed"] = True
         self._renewable.expire()
