@@ -21,12 +21,14 @@ for key, value in {
     os.environ[key] = value
 for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(key, None)
-for key in [k for k in os.environ if k.startswith("CHIPWARDEN_") and k != "CHIPWARDEN_TEST_PG_URL"
-            and k != "CHIPWARDEN_SKIP_PG"]:
+for key in [
+    k
+    for k in os.environ
+    if k.startswith("CHIPWARDEN_") and k != "CHIPWARDEN_TEST_PG_URL" and k != "CHIPWARDEN_SKIP_PG"
+]:
     os.environ.pop(key)
 
 import moto  # noqa: E402,F401  - sessions created before this import are never mocked
-
 import pytest  # noqa: E402
 import structlog  # noqa: E402
 
@@ -35,3 +37,19 @@ import structlog  # noqa: E402
 def _reset_structlog() -> None:
     """The CLI configures structlog for the process; each test starts from the defaults."""
     structlog.reset_defaults()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the IAM specs' traffic recording early, so it overlaps the rest of the suite."""
+    if any(item.path.name == "test_deploy_iam.py" for item in session.items):
+        from tests.deploy.recorder import RECORDING, start_recording
+
+        session.config.stash[RECORDING] = start_recording()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from tests.deploy.recorder import RECORDING
+
+    recording = config.stash.get(RECORDING, None)
+    if recording is not None:
+        recording.close()

@@ -8,8 +8,6 @@ with the policy files. A failure prints what to add to or remove from which file
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from tests.deploy.iamcheck import (
     load_records,
     path_regex,
 )
+from tests.deploy.recorder import RECORDING, start_recording
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -37,30 +36,16 @@ def amap() -> ActionsMap:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory, amap: ActionsMap) -> list[dict[str, Any]]:
-    """Run tests/providers with the recorder (one subprocess, ~25 s) and load its records."""
-    out = tmp_path_factory.mktemp("traffic") / "traffic.jsonl"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "tests/providers",
-        "-q",
-        "--no-header",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "tests.support.traffic",
-        f"--record-traffic={out}",
-        *[f"--record-traffic-marker={m}" for m in amap.markers],
-    ]
-    proc = subprocess.run(  # noqa: S603 - our own interpreter and test suite
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
-    )
-    tail = "\n".join(proc.stdout.splitlines()[-15:])
-    assert proc.returncode in (0, 1), f"provider tests did not run:\n{tail}\n{proc.stderr[-2000:]}"
-    records = load_records(out)
-    assert records, f"the recorder wrote nothing to {out}:\n{tail}"
+def recorded(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """The provider tests' calls, from the recorder the root conftest started at collection
+    (``tests/deploy/recorder.py``; started here when this module runs on its own)."""
+    recording = request.config.stash.get(RECORDING, None) or start_recording()
+    request.config.stash[RECORDING] = recording
+    code, stdout, stderr = recording.wait()
+    tail = "\n".join(stdout.splitlines()[-15:])
+    assert code in (0, 1), f"provider tests did not run:\n{tail}\n{stderr[-2000:]}"
+    records = load_records(recording.out)
+    assert records, f"the recorder wrote nothing to {recording.out}:\n{tail}"
     return records
 
 
