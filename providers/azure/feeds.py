@@ -376,8 +376,16 @@ class Feeds:
         gap = timedelta(minutes=self.config.flow_gap_minutes)
         sessions, merged = aggregate_flows(hits, gap=gap, source=self.source)
         ctx.count_ignored(merged)
-        clean = len(ctx.scope_errors) == errors_before
+        # Tuples of VMs whose subscription could not be listed were dropped unattributed: the
+        # checkpoint stays, so the next run attributes them once the inventory is whole.
+        clean = len(ctx.scope_errors) == errors_before and not index.incomplete
         checkpoint = next_checkpoint(window.previous, newest) if clean else None
+        if index.incomplete:
+            log.warning(
+                "azure_flow_checkpoint_held",
+                container=where.container,
+                incomplete=sorted(index.incomplete),
+            )
         yield self._emit(
             ctx,
             f"{where.account_url}/{where.container}",

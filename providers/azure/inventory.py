@@ -106,6 +106,9 @@ class InventoryIndex:
     instances: list[GpuInstance] = field(default_factory=list)
     by_mac: dict[str, str] = field(default_factory=dict)
     by_ip: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    incomplete: set[str] = field(default_factory=set)
+    """Scopes whose VMs could not be listed: their flow tuples cannot be attributed, so flow
+    checkpoints must not move past them."""
 
     def by_id(self) -> dict[str, GpuInstance]:
         return {i.instance_id: i for i in self.instances}
@@ -120,6 +123,7 @@ class InventoryCollector:
         self.source = source
         self._skus: dict[str, dict[str, float]] = {}
         self._reported: set[tuple[str, str]] = set()
+        self._unlisted = False  # the subscription list itself failed
 
     def _fail(self, ctx: CollectContext, exc: SourceError, *, scope: str) -> None:
         key = (scope, getattr(exc, "permission", None) or exc.code)
@@ -141,12 +145,15 @@ class InventoryCollector:
             ]
         except SourceError as exc:
             self._fail(ctx, exc, scope="subscriptions")
+            self._unlisted = True
             return []
         log.info("azure_subscriptions_listed", count=len(found))
         return found
 
     def collect(self, ctx: CollectContext, subscriptions: Iterable[str]) -> InventoryIndex:
         index = InventoryIndex()
+        if self._unlisted:
+            index.incomplete.add("subscriptions")
         seen: set[str] = set()
         for sub in subscriptions:
             scope = f"subscriptions/{sub}"
@@ -156,8 +163,12 @@ class InventoryCollector:
                 ]
             except SourceError as exc:
                 self._fail(ctx, exc, scope=scope)
+                index.incomplete.add(scope)
                 continue
-            vms += self._scale_set_vms(ctx, sub)
+            scale_set_vms, complete = self._scale_set_vms(ctx, sub)
+            if not complete:
+                index.incomplete.add(scope)
+            vms += scale_set_vms
             before = len(index.instances)
             for position, (vm, fallback_size) in enumerate(vms):
                 self._add(ctx, index, seen, sub, position, vm, fallback_size)
@@ -169,13 +180,17 @@ class InventoryCollector:
             )
         return index
 
-    def _scale_set_vms(self, ctx: CollectContext, sub: str) -> list[tuple[Any, str | None]]:
+    def _scale_set_vms(
+        self, ctx: CollectContext, sub: str
+    ) -> tuple[list[tuple[Any, str | None]], bool]:
+        """Scale-set VMs with their scale set's size, and whether every one could be listed."""
         out: list[tuple[Any, str | None]] = []
+        complete = True
         try:
             scale_sets = list(self.client.scale_sets(sub))
         except SourceError as exc:
             self._fail(ctx, exc, scope=f"subscriptions/{sub}")
-            return out
+            return out, False
         for vmss in scale_sets:
             try:
                 parts = resource_id(vmss.get("id")).split("/")
@@ -191,7 +206,8 @@ class InventoryCollector:
                 )
             except SourceError as exc:
                 self._fail(ctx, exc, scope=f"subscriptions/{sub}")
-        return out
+                complete = False
+        return out, complete
 
     def _sku_gpus(self, ctx: CollectContext, sub: str, location: str, size: str) -> float | None:
         if location not in self._skus:

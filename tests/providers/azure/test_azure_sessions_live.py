@@ -27,7 +27,7 @@ from tests.providers.azure.azfixtures import (
     seed_flow_blobs,
     seed_workspace,
 )
-from tests.providers.azure.fakeazure import FakeAzure
+from tests.providers.azure.fakeazure import FakeAzure, arm_denied
 
 
 @pytest.fixture
@@ -290,3 +290,24 @@ def test_a_blob_over_the_size_limit_is_reported_by_name_and_not_downloaded(
     assert not _sessions(batches)
     downloads = [c for c in fake.calls(f"/{BASTION_CONTAINER}/") if "comp=list" not in c]
     assert downloads == []  # refused from the listing's size, before any byte was read
+
+
+def test_flow_checkpoints_hold_while_a_subscriptions_vms_cannot_be_listed(
+    fake: FakeAzure, full: dict[str, Any], env: SourceEnv
+) -> None:
+    seed_flow_blobs(fake)
+    config = {**full, "streams": ["flow"]}
+    vms = f"/subscriptions/{SUB_A}/providers/Microsoft.Compute/virtualMachines"
+    fake.deny(vms, arm_denied("Microsoft.Compute/virtualMachines/read", vms))
+
+    blind, ctx = _run(config, env)
+
+    assert any(e.scope == f"subscriptions/{SUB_A}" for e in ctx.scope_errors)
+    assert all(b.checkpoint is None for b in blind.values())  # tuples dropped unattributed
+    assert not [s for s in _sessions(blind) if s.instance_id == H100_ID]
+
+    fake.denied.clear()
+    again, _ = _run(config, env)  # same checkpoints as before the blind run
+
+    assert [s for s in _sessions(again) if s.instance_id == H100_ID]
+    assert all(b.checkpoint for b in again.values())
