@@ -32,6 +32,21 @@ def env_with_repo() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
+def run_probe(module: str, *args: str) -> dict[str, object]:
+    """Run a memory probe (``python -m tests.reliability.<module> ARGS``) in a fresh process
+    and return the JSON it prints (peak RSS before/after, what the source reported)."""
+    done = subprocess.run(  # noqa: S603 - this interpreter, our own probe module and files
+        [sys.executable, "-m", f"tests.reliability.{module}", *args],
+        capture_output=True,
+        env=env_with_repo(),
+        cwd=REPO,
+        timeout=300,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
 class Launcher(Protocol):
     """Runs one ``chipwarden audit`` (optionally SIGKILLed) and reports its Outcome."""
 

@@ -13,8 +13,6 @@ import gzip
 import io
 import json
 import struct
-import subprocess
-import sys
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,7 +27,7 @@ from agent.contracts import AuditWindow, CollectContext, SourceEnv
 from providers.aws import bounded, fastscan
 from providers.aws.files import CloudTrailFilesSource, Unreadable, parse_document, parse_stream
 from tests.reliability.bomb_probe import GPU
-from tests.reliability.launchers import REPO, env_with_repo
+from tests.reliability.launchers import run_probe
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 MiB = 1 << 20
@@ -304,16 +302,7 @@ def test_inflated_pieces_never_exceed_the_piece_size_whatever_the_ratio() -> Non
 
 
 def _probe(kind: str, paths: list[Path]) -> dict[str, object]:
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "tests.reliability.bomb_probe", kind, str(LIMIT), *map(str, paths)],
-        capture_output=True,
-        env=env_with_repo(),
-        cwd=REPO,
-        timeout=300,
-        check=True,
-    )
-    result: dict[str, object] = json.loads(done.stdout)
-    return result
+    return run_probe("bomb_probe", kind, str(LIMIT), *map(str, paths))
 
 
 @pytest.mark.parametrize("kind", ["cloudtrail-files", "kubernetes-audit", "vpc-flow-files"])

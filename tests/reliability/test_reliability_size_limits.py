@@ -7,14 +7,11 @@ and it is deleted at the end of the test.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.launchers import REPO, env_with_repo
+from tests.reliability.launchers import run_probe
 
 LINE_BYTES = 200 * 1024 * 1024
 GROWTH_BOUND_KIB = 128 * 1024
@@ -30,16 +27,7 @@ PREFIX = {
 
 
 def _probe(kind: str, path: Path) -> dict[str, object]:
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "tests.reliability.rss_probe", kind, str(path)],
-        capture_output=True,
-        env=env_with_repo(),
-        cwd=REPO,
-        timeout=300,
-        check=True,
-    )
-    result: dict[str, object] = json.loads(done.stdout)
-    return result
+    return run_probe("rss_probe", kind, str(path))
 
 
 @pytest.mark.parametrize(
